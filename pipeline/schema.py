@@ -1,0 +1,420 @@
+"""The schema of a composed project (``params.yaml``): models, and builds that refer to them.
+
+Unknown keys, wrong types and unknown pass / quantizer / target names are errors that name the key
+and list the valid choices. Pass, quantizer and target parameters are declared by their
+implementations (each has a ``Params`` pydantic model) and looked up through explicit registries.
+
+Layout::
+
+    models:
+      NAME: ModelSpec        # a source (torch / keras / tflite / onnx), optional training, export settings
+    builds:
+      NAME: BuildSpec        # model: NAME, passes: [...], quantization: {...}, target: {...}, evaluate: {...}
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+DType = Literal["float32", "float16", "int64", "int32", "bool"]
+_DIM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Strict(BaseModel):
+    """Base for every schema: unknown keys are errors, values are not silently coerced across kinds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_shape(value: Any) -> tuple[int | str, ...]:
+    """``[batch, 3, 224, 224]`` (a YAML list) or the string ``"[batch, 3, 224, 224]"`` -> tuple."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.startswith("[") and text.endswith("]")):
+            raise ValueError(f"bad shape string {value!r}: expected a list like [batch, 3, 224, 224]")
+        inner = text[1:-1].strip()
+        items: list[Any] = [] if not inner else [p.strip() for p in inner.split(",")]
+        parsed: list[int | str] = []
+        for item in items:
+            if re.fullmatch(r"-?\d+", item):
+                parsed.append(int(item))
+            else:
+                parsed.append(item)
+        value = parsed
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"bad shape {value!r}: expected a list of positive ints and dim names")
+    dims: list[int | str] = []
+    for dim in value:
+        if isinstance(dim, bool):
+            raise ValueError(f"bad dim {dim!r} in shape {list(value)}")
+        if isinstance(dim, int):
+            if dim <= 0:
+                raise ValueError(f"bad dim {dim} in shape {list(value)}: dims must be positive")
+            dims.append(dim)
+        elif isinstance(dim, str) and _DIM_NAME.match(dim):
+            dims.append(dim)
+        else:
+            raise ValueError(
+                f"bad dim {dim!r} in shape {list(value)}: use a positive int or a name like 'batch'"
+            )
+    return tuple(dims)
+
+
+class Factory(BaseModel):
+    """A Hydra-style factory: ``{_target_: module.attr, **kwargs}``.
+
+    The module is located (not imported) when the recipe is validated, so a typo is caught early
+    without importing torch or TensorFlow.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    target: str = Field(alias="_target_")
+
+    @field_validator("target")
+    @classmethod
+    def _importable(cls, value: str) -> str:
+        module, _, attr = value.rpartition(".")
+        if not module or not attr:
+            raise ValueError(f"'{value}' is not a dotted path like package.module.function")
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError) as exc:
+            raise ValueError(f"cannot import '{module}' for factory '{value}': {exc}") from None
+        if spec is None:
+            raise ValueError(f"cannot import '{module}' for factory '{value}': no such module")
+        return value
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def as_hydra(self) -> dict[str, Any]:
+        return {"_target_": self.target, **self.kwargs}
+
+
+class InputSpec(Strict):
+    """One named model input: dtype, shape with symbolic dims, and the value range for samples."""
+
+    name: str
+    dtype: DType = "float32"
+    shape: tuple[int | str, ...]
+    # Sample values are drawn uniformly from [low, high) when no dataset supplies them.
+    range: tuple[float, float] = (0.0, 1.0)
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> tuple[int | str, ...]:
+        return parse_shape(value)
+
+    @model_validator(mode="after")
+    def _range(self) -> InputSpec:
+        low, high = self.range
+        if not low < high:
+            raise ValueError(f"range [{low}, {high}] is empty: low must be below high")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+class ExportSpec(Strict):
+    """How a source becomes ONNX (or, for ONNX sources, how it is imported)."""
+
+    exporter: Literal["dynamo", "torchscript"] = "dynamo"  # torch only
+    opset: int | None = 18  # None: keep an ONNX source's opset / the converter's default
+    dynamic: bool = True  # symbolic dims stay symbolic in the exported graph
+    dims: dict[str, int] = Field(default_factory=lambda: {"batch": 1})  # values for symbolic dims
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    inputs_as_nchw: list[str] = Field(default_factory=list)  # keras/tflite: transpose these inputs
+
+    @field_validator("opset")
+    @classmethod
+    def _opset(cls, value: int | None) -> int | None:
+        if value is not None and not 7 <= value <= 23:
+            raise ValueError(f"opset {value} is outside the supported range 7..23")
+        return value
+
+
+class TrainSpec(Strict):
+    """Train from scratch, or fine-tune from the model's checkpoint, on a declared dataset."""
+
+    dataset: Factory  # returns pipeline.data.Samples for the training split
+    val_dataset: Factory | None = None
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    seed: int = 0
+
+
+class ReferenceSpec(Strict):
+    """Held-out samples on which fidelity and accuracy are measured."""
+
+    dataset: Factory | None = None  # labelled evaluation set; None: draw from the inputs' ranges
+    num_samples: int = Field(256, ge=32)
+    seed: int = 0
+
+
+class ModelSpec(Strict):
+    framework: Literal["torch", "keras", "tflite", "onnx"]
+    factory: Factory | None = None  # torch / keras: builds the module
+    path: str | None = None  # keras: .keras file or SavedModel dir; tflite: .tflite; onnx: .onnx
+    checkpoint: str | None = None  # torch: a state dict (loaded with weights_only=True)
+    # A file or folder whose change rebuilds this model (its code, checkpoint or model file): a DVC dep.
+    watch: str
+    inputs: list[InputSpec] | None = None  # None only for onnx (read from the graph)
+    outputs: list[str] | None = None
+    task: Literal["classification", "regression", "embedding", "other"] = "classification"
+    train: TrainSpec | None = None
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
+    calibration: Factory | None = None  # default calibration data for static quantization
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        fw = self.framework
+        if fw == "torch" and self.factory is None:
+            raise ValueError("a torch model needs 'factory' (a _target_ that builds the nn.Module)")
+        if fw == "keras" and self.factory is None and self.path is None:
+            raise ValueError("a keras model needs 'factory' or 'path' (.keras file or SavedModel dir)")
+        if fw in ("tflite", "onnx") and self.path is None:
+            raise ValueError(f"a {fw} model needs 'path'")
+        if fw in ("tflite", "onnx") and self.train is not None:
+            raise ValueError(f"a {fw} model cannot be trained: remove 'train'")
+        if fw != "onnx" and not self.inputs:
+            raise ValueError(f"a {fw} model needs 'inputs' (name, dtype, shape for each input)")
+        if self.checkpoint is not None and fw != "torch":
+            raise ValueError("'checkpoint' applies to torch models only")
+        if fw == "torch" and self.export.opset is not None:
+            if self.export.exporter == "dynamo" and self.export.opset < 18:
+                raise ValueError("export.opset: the dynamo exporter needs opset 18 or higher")
+            if self.export.exporter == "torchscript" and self.export.opset > 20:
+                raise ValueError("export.opset: the torchscript exporter supports opset 20 at most")
+        if self.inputs:
+            names = [i.name for i in self.inputs]
+            if len(set(names)) != len(names):
+                raise ValueError(f"inputs: duplicate input names in {names}")
+            for spec in self.inputs:
+                for dim in spec.shape:
+                    if isinstance(dim, str) and dim not in self.export.dims:
+                        raise ValueError(
+                            f"input '{spec.name}' uses dim '{dim}' but export.dims gives it no value "
+                            f"(declared: {sorted(self.export.dims)})"
+                        )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Builds
+# ---------------------------------------------------------------------------------------------
+
+
+class PassSpec(Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Selected(BaseModel):
+    """A registry entry chosen by ``name`` with its validated parameters (quantization, target)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    params: Any  # an instance of the implementation's Params model
+
+
+class Gates(Strict):
+    """Thresholds that fail a build that got worse. ``None`` disables a gate."""
+
+    min_speedup: float | None = None
+    min_cosine: float | None = None
+    max_abs_err: float | None = None
+    max_accuracy_drop: float | None = None  # vs the source model's accuracy, as a fraction (0.01 = 1 pt)
+    min_top1_agreement: float | None = None
+    max_p50_ms: float | None = None
+    max_size_mb: float | None = None
+
+
+class EvaluateSpec(Strict):
+    warmup: int = Field(10, ge=1)
+    runs: int = Field(100, ge=10)
+    batch_size: int = Field(1, ge=1)
+    fidelity_samples: int = Field(64, ge=32)
+    gates: Gates = Field(default_factory=Gates)
+
+
+class BuildSpec(Strict):
+    model: str
+    passes: list[PassSpec] = Field(default_factory=list)
+    quantization: Selected
+    target: Selected
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+
+
+class Project(Strict):
+    models: dict[str, ModelSpec]
+    builds: dict[str, BuildSpec]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation entry points
+# ---------------------------------------------------------------------------------------------
+
+SourceOf = Callable[[str], "str | None"]
+
+
+def _no_source(_: str) -> str | None:
+    return None
+
+
+def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
+    key = prefix
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key = f"{key}.{part}" if key else str(part)
+    return key
+
+
+def _validate(cls: type[BaseModel], data: Any, key: str, source: str | None) -> Any:
+    """Validate ``data`` against ``cls``; turn the first pydantic error into a ConfigError."""
+    if isinstance(data, BaseModel):
+        return data
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        full_key = _loc(key, loc)
+        choices = None
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            owner: Any = cls
+            for part in loc[:-1]:
+                field = getattr(owner, "model_fields", {}).get(part)
+                owner = _model_of(field.annotation) if field is not None else None
+                if owner is None:
+                    break
+            if owner is not None and hasattr(owner, "model_fields"):
+                choices = [f.alias or n for n, f in owner.model_fields.items()]
+            msg = "unknown key"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        more = len(exc.errors()) - 1
+        if more:
+            msg += f"; and {more} more error(s)"
+        raise ConfigError(msg, key=full_key, source=source, choices=choices) from None
+
+
+def _model_of(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _select(kind: str, registry: Mapping[str, Any], data: Any, key: str, source: str | None) -> Selected:
+    if isinstance(data, Selected):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping with a 'name', got {data!r}", key=key, source=source)
+    data = dict(data)
+    name = data.get("name")
+    if name is None:
+        raise ConfigError(f"missing '{kind}' name", key=f"{key}.name", source=source, choices=registry)
+    if name not in registry:
+        raise ConfigError(f"unknown {kind} '{name}'", key=f"{key}.name", source=source, choices=registry)
+    params = _validate(registry[name].Params, data, key, source)
+    return Selected(name=name, params=params)
+
+
+def validate_pass(spec: Any, key: str, source: str | None = None) -> tuple[PassSpec, Any]:
+    """Validate one ``{name, params}`` pass entry; return it with its typed params."""
+    from pipeline.passes import PASSES
+
+    entry = _validate(PassSpec, spec, key, source)
+    if entry.name not in PASSES:
+        raise ConfigError(f"unknown pass '{entry.name}'", key=f"{key}.name", source=source, choices=PASSES)
+    params = _validate(PASSES[entry.name].Params, entry.params, f"{key}.params", source)
+    return entry, params
+
+
+def validate_model(data: Any, key: str, source: str | None = None) -> ModelSpec:
+    return _validate(ModelSpec, data, key, source)
+
+
+def validate_build(data: Any, key: str, source: str | None = None) -> BuildSpec:
+    from pipeline.quantization import QUANTIZERS
+    from pipeline.targets import TARGETS
+
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping, got {data!r}", key=key, source=source)
+    data = dict(data)
+    for required in ("model", "quantization", "target"):
+        if required not in data:
+            raise ConfigError(f"missing key '{required}'", key=f"{key}.{required}", source=source)
+    data["quantization"] = _select("quantizer", QUANTIZERS, data["quantization"], f"{key}.quantization", source)
+    data["target"] = _select("target", TARGETS, data["target"], f"{key}.target", source)
+    passes = data.get("passes") or []
+    if not isinstance(passes, (list, tuple)):
+        raise ConfigError(f"expected a list of {{name, params}}, got {passes!r}", key=f"{key}.passes", source=source)
+    for i, p in enumerate(passes):
+        validate_pass(p, f"{key}.passes[{i}]", source)
+    return _validate(BuildSpec, data, key, source)
+
+
+def validate_project(data: Any, source_of: SourceOf = _no_source) -> Project:
+    """Validate a whole composed project. ``source_of(key)`` names the recipe file behind a key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping with 'models' and 'builds', got {type(data).__name__}")
+    extra = set(data) - {"models", "builds"}
+    if extra:
+        raise ConfigError("unknown key", key=sorted(extra)[0], choices=["models", "builds"])
+    models_in = data.get("models") or {}
+    builds_in = data.get("builds") or {}
+    if not builds_in:
+        raise ConfigError("no builds declared", key="builds")
+    models = {
+        name: validate_model(spec, f"models.{name}", source_of(f"models.{name}"))
+        for name, spec in models_in.items()
+    }
+    builds = {}
+    for name, spec in builds_in.items():
+        key = f"builds.{name}"
+        build = validate_build(spec, key, source_of(key))
+        if build.model not in models:
+            raise ConfigError(
+                f"unknown model '{build.model}'", key=f"{key}.model", source=source_of(key), choices=models
+            )
+        builds[name] = build
+    return Project(models=models, builds=builds)
+
+
+def pass_params(spec: PassSpec, key: str = "passes") -> Any:
+    """The typed params of an already validated pass entry."""
+    return validate_pass(spec, key)[1]

@@ -1,0 +1,113 @@
+"""Shared plumbing for stage entry points: argument parsing, params loading, logging, error reporting.
+
+A stage prints one line on failure (``error: <stage> stage, <step> failed: <cause> (full log: ...)``)
+and exits 1; the full traceback goes to the log file. Nothing here imports torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError, PipelineError, StageError
+
+LOG_ROOT = Path(os.environ.get("ONNXBUILD_LOG_DIR", "logs"))
+DEFAULT_PARAMS = "params.yaml"
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            "not found: compose the recipes first (`onnxbuild compose`)", source=str(path)
+        )
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", source=str(path))
+    return data
+
+
+def model_spec(params: dict[str, Any], name: str, source: str = DEFAULT_PARAMS):
+    from pipeline.schema import validate_model
+
+    models = params.get("models") or {}
+    if name not in models:
+        raise ConfigError(f"unknown model '{name}'", key="models", source=source, choices=models)
+    return validate_model(models[name], f"models.{name}", source)
+
+
+def build_spec(params: dict[str, Any], name: str, source: str = DEFAULT_PARAMS):
+    """The validated build and the validated model it refers to."""
+    from pipeline.schema import validate_build
+
+    builds = params.get("builds") or {}
+    if name not in builds:
+        raise ConfigError(f"unknown build '{name}'", key="builds", source=source, choices=builds)
+    build = validate_build(builds[name], f"builds.{name}", source)
+    return build, model_spec(params, build.model, source)
+
+
+def stage_logger(stage: str, item: str | None) -> tuple[logging.Logger, Path]:
+    """A logger writing everything (DEBUG) to logs/<stage>/<item>.log and INFO to stderr."""
+    log_file = LOG_ROOT / stage / f"{item or stage}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"onnxbuild.{stage}.{item or ''}")
+    logger.setLevel(logging.DEBUG)
+    logger.handlers.clear()
+    logger.propagate = False
+    fh = logging.FileHandler(log_file, mode="w")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    fh.setLevel(logging.DEBUG)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setFormatter(logging.Formatter(f"[{stage}{'@' + item if item else ''}] %(message)s"))
+    sh.setLevel(logging.INFO)
+    logger.addHandler(fh)
+    logger.addHandler(sh)
+    return logger, log_file
+
+
+def main_for(
+    stage: str,
+    configure: Callable[[argparse.ArgumentParser], None],
+    body: Callable[[argparse.Namespace, logging.Logger], None],
+    item_arg: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Run a stage entry point: parse args, set up the log, run ``body``, report errors in one line."""
+    parser = argparse.ArgumentParser(prog=f"python -m pipeline.stages.{stage}")
+    parser.add_argument("--params", default=DEFAULT_PARAMS, help="composed params file")
+    configure(parser)
+    args = parser.parse_args(argv)
+    item = getattr(args, item_arg) if item_arg else None
+    logger, log_file = stage_logger(stage, item)
+    start = time.perf_counter()
+    try:
+        body(args, logger)
+    except StageError as exc:
+        if exc.log_file is None:
+            exc = StageError(exc.stage, exc.step, exc.cause, str(log_file))
+        logger.debug("%s", traceback.format_exc())
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PipelineError as exc:
+        logger.debug("%s", traceback.format_exc())
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an unexpected failure: one line here, the traceback in the log
+        logger.debug("%s", traceback.format_exc())
+        cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        err = StageError(stage, item, cause, str(log_file))
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    logger.debug("done in %.2fs", time.perf_counter() - start)
+    return 0
