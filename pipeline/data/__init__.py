@@ -1,0 +1,101 @@
+"""Data for training, calibration and evaluation, as plain numpy arrays (no framework imports).
+
+A dataset factory (a ``_target_`` in a recipe) returns :class:`Samples`. When a recipe declares no
+dataset, :func:`sample_inputs` draws values from the input spec's ranges.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.schema import Factory, InputSpec
+
+NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "int64": "int64", "int32": "int32", "bool": "bool"}
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Named input arrays (batch axis first, all the same length) and optional labels."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        lengths = {name: len(arr) for name, arr in self.inputs.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"inputs have different lengths: {lengths}")
+        if self.labels is not None and lengths and len(self.labels) != next(iter(lengths.values())):
+            raise ValueError(f"labels ({len(self.labels)}) and inputs {lengths} differ in length")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values()))) if self.inputs else 0
+
+    def take(self, n: int) -> Samples:
+        return Samples(
+            {k: v[:n] for k, v in self.inputs.items()},
+            None if self.labels is None else self.labels[:n],
+        )
+
+
+def resolve_target(target: str, key: str = "_target_", source: str | None = None) -> Any:
+    """Import ``package.module.attr`` with a clear error naming the key."""
+    module_name, _, attr = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import '{module_name}': {exc}", key=key, source=source) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"'{module_name}' has no attribute '{attr}'", key=key, source=source) from None
+
+
+def call_factory(factory: Factory, key: str, source: str | None = None, **extra: Any) -> Any:
+    fn = resolve_target(factory.target, key=f"{key}._target_", source=source)
+    return fn(**{**factory.kwargs, **extra})
+
+
+def load_samples(factory: Factory, key: str, source: str | None = None) -> Samples:
+    """Call a dataset factory and check it returned :class:`Samples`."""
+    result = call_factory(factory, key, source)
+    if not isinstance(result, Samples):
+        raise ConfigError(
+            f"dataset factory '{factory.target}' returned {type(result).__name__}, expected pipeline.data.Samples",
+            key=key,
+            source=source,
+        )
+    return result
+
+
+def concrete_shape(spec: InputSpec, dims: dict[str, int], batch: int | None = None) -> tuple[int, ...]:
+    """The input's shape with symbolic dims replaced by their values; the first dim by ``batch`` if given."""
+    shape = [dims[d] if isinstance(d, str) else d for d in spec.shape]
+    if batch is not None and shape:
+        shape[0] = batch
+    return tuple(shape)
+
+
+def sample_inputs(inputs: list[InputSpec], dims: dict[str, int], n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` samples per input (stacked on the first axis), uniform in each input's range."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        shape = concrete_shape(spec, dims, batch=n)
+        low, high = spec.range
+        if spec.dtype in ("int64", "int32"):
+            arr = rng.integers(int(low), max(int(high), int(low) + 1), size=shape).astype(spec.dtype)
+        elif spec.dtype == "bool":
+            arr = rng.random(size=shape) < 0.5
+        else:
+            arr = rng.uniform(low, high, size=shape).astype(spec.dtype)
+        out[spec.name] = arr
+    return out
