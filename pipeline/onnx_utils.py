@@ -42,7 +42,11 @@ def tensor_bytes(model) -> int:
 
 def save_model(model, path: str | os.PathLike, external_data: bool | None = None) -> Path:
     """Save ``model`` to ``path``; weights go to ``<name>.data`` beside it when the model is large
-    (or when ``external_data`` is True). Returns the path."""
+    (or when ``external_data`` is True). Returns the path.
+
+    With external data, onnx moves the tensors of ``model`` itself to external references (their
+    data then lives only in the file): reload the saved file to keep working with the weights.
+    """
     import onnx
 
     path = Path(path)

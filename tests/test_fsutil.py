@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from pipeline.fsutil import atomic_dir, atomic_file, write_json
+
+
+def test_atomic_dir_replaces_target_on_success(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert not (target / "new.txt").exists()  # not visible until the block succeeds
+    assert (target / "new.txt").read_text() == "new"
+    assert not (target / "old.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp dirs left
+
+
+def test_atomic_dir_keeps_earlier_result_on_failure(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "model.onnx").write_text("good")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "model.onnx").write_text("half")
+            raise RuntimeError("boom")
+    assert (target / "model.onnx").read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_file_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "m.json"
+    with pytest.raises(ValueError):
+        with atomic_file(target) as fh:
+            fh.write("{")
+            raise ValueError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_is_sorted_and_handles_numpy(tmp_path):
+    import numpy as np
+
+    write_json(tmp_path / "a.json", {"b": np.float32(1.5), "a": np.arange(2)})
+    text = (tmp_path / "a.json").read_text()
+    assert text.index('"a"') < text.index('"b"')
+    assert json.loads(text) == {"a": [0, 1], "b": 1.5}
