@@ -1,0 +1,201 @@
+"""Evaluate one build on its target: latency (interleaved with the fp32 reference), size, fidelity,
+accuracy, environment and gates, as one metrics dict (written to ``metrics/builds/<build>.json``).
+
+Needs no framework: the source model's outputs are in ``export/reference.npz``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import ConfigError, StageError
+from pipeline.evaluate.environment import environment
+from pipeline.evaluate.fidelity import (
+    accuracy,
+    cast_feeds,
+    compare,
+    fixed_batch,
+    run_batched,
+    top1_agreement,
+)
+from pipeline.evaluate.gates import evaluate_gates
+from pipeline.evaluate.latency import benchmark_lock, measure_interleaved, stats_ms
+from pipeline.onnx_utils import file_stats, model_path, model_size_mb
+
+REFERENCE_FILE = "reference.npz"
+LATENCY_KEYS = ("mean", "std", "min", "p50", "p90", "p99", "max")
+BLOCKS = 10  # alternating reference/build blocks per latency measurement
+
+
+class Reference:
+    """``reference.npz``: inputs, the source framework's outputs, optional labels."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise StageError("evaluate", "reference", f"{path} not found: run the export stage first")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as exc:
+            raise StageError("evaluate", "reference", f"cannot read {path}: {exc}") from None
+        self.inputs = {k[len("input/") :]: v for k, v in arrays.items() if k.startswith("input/")}
+        self.outputs = {k[len("output/") :]: v for k, v in arrays.items() if k.startswith("output/")}
+        self.labels = arrays.get("labels")
+        if not self.inputs or not self.outputs:
+            raise StageError(
+                "evaluate", "reference", f"{path} needs input/<name> and output/<name> arrays, has {sorted(arrays)}"
+            )
+        lengths = {len(v) for v in [*self.inputs.values(), *self.outputs.values()]}
+        if len(lengths) != 1:
+            raise StageError("evaluate", "reference", f"{path}: arrays have different sample counts {sorted(lengths)}")
+        self.num_samples = lengths.pop()
+
+    def take_inputs(self, n: int) -> dict[str, np.ndarray]:
+        return {k: v[:n] for k, v in self.inputs.items()}
+
+    def batch(self, size: int) -> dict[str, np.ndarray]:
+        """``size`` samples for latency runs (wrapping around when there are fewer samples)."""
+        idx = np.arange(size) % self.num_samples
+        return {k: np.ascontiguousarray(v[idx]) for k, v in self.inputs.items()}
+
+
+def _session(target: Any, path: Path, params: Any, what: str) -> Any:
+    if not path.is_file():
+        raise StageError("evaluate", "load", f"{what} {path} not found")
+    try:
+        return target.session(path, params)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageError("evaluate", "load", f"ONNX Runtime cannot load {what} {path}: {first}") from None
+
+
+def _latency_batch(session: Any, batch_size: int, key: str) -> int:
+    fixed = fixed_batch(session)
+    if fixed is not None and fixed != batch_size:
+        raise ConfigError(
+            f"the model's batch dim is fixed at {fixed}, so evaluate.batch_size must be {fixed} "
+            f"(or export with dynamic: true); got {batch_size}",
+            key=key,
+        )
+    return batch_size
+
+
+def _fidelity_and_accuracy(
+    session: Any, ref: Reference, samples: int, classification: bool, log: logging.Logger
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    n_fid = min(samples, ref.num_samples)
+    if n_fid < samples:
+        log.warning("reference.npz holds %d samples; fidelity uses %d (asked for %d)", ref.num_samples, n_fid, samples)
+    use_labels = ref.labels is not None and classification
+    if ref.labels is not None and not classification:
+        log.info("reference.npz has labels but the task is not classification: no top-1 accuracy")
+    n_run = ref.num_samples if use_labels else n_fid
+    outputs = run_batched(session, ref.take_inputs(n_run))
+    fid = compare({k: v[:n_fid] for k, v in outputs.items()}, {k: v[:n_fid] for k, v in ref.outputs.items()})
+    if len(fid["per_output"]) < 2:
+        del fid["per_output"]  # one output: identical to the totals
+    first_out = next(iter(outputs.values()))
+    first_ref = next(iter(ref.outputs.values()))
+    if classification:
+        fid["top1_agreement"] = top1_agreement(first_out[:n_fid], first_ref[:n_fid])
+    acc = None
+    if use_labels:
+        top1 = accuracy(first_out, ref.labels)
+        source = accuracy(first_ref, ref.labels)
+        acc = {"top1": top1, "source_top1": source, "drop": source - top1, "samples": int(ref.num_samples)}
+    return fid, acc
+
+
+def evaluate_build(
+    build: Any,
+    model_spec: Any,
+    artifact_dir: str | Path,
+    export_dir: str | Path,
+    log: logging.Logger | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Measure the build in ``artifact_dir`` against the fp32 export in ``export_dir``; the metrics dict.
+
+    ``build`` is a validated :class:`pipeline.schema.BuildSpec`, ``model_spec`` its ModelSpec.
+    Gates are evaluated into ``metrics["gates"]`` (never raised here).
+    """
+    from pipeline.targets import get_target
+
+    log = log or logging.getLogger("onnxbuild.evaluate")
+    where = f"builds.{name}" if name else "build"
+    artifact_dir, export_dir = Path(artifact_dir), Path(export_dir)
+    spec = build.evaluate
+    params = build.target.params
+    target = get_target(build.target.name, key=f"{where}.target.name")
+    target.check_available(params, key=f"{where}.target.name")
+
+    ref = Reference(export_dir / REFERENCE_FILE)
+    artifact = model_path(artifact_dir)
+    build_sess = _session(target, artifact, params, "build artifact")
+    ref_sess = _session(target, model_path(export_dir), params, "reference export")
+    classification = model_spec.task == "classification"
+
+    log.info("fidelity on %d held-out samples", min(spec.fidelity_samples, ref.num_samples))
+    fidelity, acc = _fidelity_and_accuracy(build_sess, ref, spec.fidelity_samples, classification, log)
+
+    batch = _latency_batch(build_sess, spec.batch_size, f"{where}.evaluate.batch_size")
+    _latency_batch(ref_sess, spec.batch_size, f"{where}.evaluate.batch_size")
+    inputs = ref.batch(batch)
+    sessions = {
+        "reference": (ref_sess, cast_feeds(ref_sess, inputs)),
+        "build": (build_sess, cast_feeds(build_sess, inputs)),
+    }
+    with benchmark_lock(log=log) as lock:
+        log.info("latency: %d warm-up + %d timed runs at batch %d (lock %s)", spec.warmup, spec.runs, batch, lock)
+        times = measure_interleaved(sessions, spec.warmup, spec.runs, BLOCKS)
+    build_stats = stats_ms(times["build"], batch)
+    ref_stats = stats_ms(times["reference"], batch)
+
+    metrics: dict[str, Any] = {
+        "build": {
+            "name": name,
+            "model": build.model,
+            "task": model_spec.task,
+            "passes": [p.name for p in build.passes],
+            "quantization": build.quantization.name,
+            "target": build.target.name,
+        },
+        "latency_ms": {k: build_stats[k] for k in LATENCY_KEYS},
+        "throughput_per_s": build_stats["throughput_per_s"],
+        "benchmark": {
+            "warmup": spec.warmup,
+            "runs": spec.runs,
+            "batch_size": batch,
+            "blocks": min(BLOCKS, spec.runs),
+            "method": "per-run perf_counter_ns, reference and build in alternating blocks, no trimming",
+        },
+        "reference": {
+            "latency_ms": {k: ref_stats[k] for k in LATENCY_KEYS},
+            "throughput_per_s": ref_stats["throughput_per_s"],
+            "model_size_mb": model_size_mb(model_path(export_dir)),
+            "num_nodes": file_stats(model_path(export_dir))["num_nodes"],
+        },
+        "speedup": ref_stats["p50"] / build_stats["p50"],
+        "model_size_mb": model_size_mb(artifact),
+        "num_nodes": file_stats(artifact)["num_nodes"],
+        "fidelity": fidelity,
+        "environment": environment(target.describe(params), name, artifact_dir),
+    }
+    if acc is not None:
+        metrics["accuracy"] = acc
+    metrics["gates"] = evaluate_gates(metrics, spec.gates)
+    log.info(
+        "p50 %.3f ms (reference %.3f ms, speedup %.2fx), cosine_min %.6f%s",
+        build_stats["p50"],
+        ref_stats["p50"],
+        metrics["speedup"],
+        fidelity["cosine_min"],
+        f", top1 {acc['top1']:.4f} (source {acc['source_top1']:.4f})" if acc else "",
+    )
+    return metrics
