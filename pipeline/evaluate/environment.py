@@ -45,10 +45,16 @@ def target_specific(artifact_dir: str | Path) -> Any:
     if "target_specific" in data:
         return data["target_specific"]
     entries = data.get("passes")
-    if isinstance(entries, list):
-        flags = [e.get("target_specific") for e in entries if isinstance(e, dict) and e.get("target_specific")]
-        return bool(flags)
-    return None
+    if not isinstance(entries, list):
+        return None
+    # one record per pass; the flag sits in the record or in its "info" (what the pass returned)
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        info = entry.get("info") if isinstance(entry.get("info"), dict) else {}
+        if entry.get("target_specific") or info.get("target_specific"):
+            return True
+    return False
 
 
 def environment(target_info: dict[str, Any], build_name: str | None, artifact_dir: str | Path) -> dict[str, Any]:

@@ -45,5 +45,8 @@ def test_target_specific_from_passes_json(tmp_path):
     (passes / "passes.json").write_text(json.dumps({"passes": [{"name": "ort_optimize", "target_specific": True}]}))
     assert target_specific(artifact) is True
     assert environment({}, "b", artifact)["target_specific"] is True
+    record = {"name": "ort_optimize", "info": {"level": "all", "target_specific": True}}  # as the passes stage writes
+    (passes / "passes.json").write_text(json.dumps({"passes": [{"name": "shape_inference", "info": {}}, record]}))
+    assert target_specific(artifact) is True
     (passes / "passes.json").write_text(json.dumps({"passes": [{"name": "shape_inference"}]}))
     assert target_specific(artifact) is False

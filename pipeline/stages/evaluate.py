@@ -1,0 +1,47 @@
+"""Stage ``evaluate@BUILD``: measure a build's artifact and write ``metrics/builds/<build>.json``.
+
+    python -m pipeline.stages.evaluate --build B --artifact artifacts/builds/B/model \
+        --export artifacts/models/M/export --out metrics/builds/B.json
+
+The metrics file is written (atomically) even when a gate is missed; the stage then exits 1 with
+one line naming each missed gate, its measured value and its threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pipeline.errors import GateError
+from pipeline.fsutil import write_json
+from pipeline.stages.runner import build_spec, load_params, main_for
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--build", required=True, help="build name (a key of builds: in params.yaml)")
+    parser.add_argument("--artifact", required=True, help="directory holding the build's model.onnx")
+    parser.add_argument("--export", required=True, help="the model's export directory (model.onnx, reference.npz)")
+    parser.add_argument("--out", required=True, help="metrics JSON file to write")
+
+
+def body(args: argparse.Namespace, log: logging.Logger) -> None:
+    from pipeline.evaluate import evaluate_build
+
+    params = load_params(args.params)
+    build, model = build_spec(params, args.build, args.params)
+    metrics = evaluate_build(build, model, args.artifact, args.export, log, name=args.build)
+    write_json(args.out, metrics)
+    log.info("wrote %s", args.out)
+    failures = metrics["gates"]["failures"]
+    if failures:
+        raise GateError(f"evaluate stage, gates failed for build {args.build}: {'; '.join(failures)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_for("evaluate", configure, body, item_arg="build", argv=argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
