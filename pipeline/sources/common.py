@@ -367,7 +367,7 @@ def finish_export(
         expected_by_name, actual, spec.export.atol, spec.export.rtol, framework=framework
     )
     write_reference(out_dir, samples.inputs, expected_by_name, samples.labels)
-    dynamic = sorted({d for io in desc["inputs"] + desc["outputs"] for d in io["shape"] if isinstance(d, str)})
+    dynamic = sorted({d for io in desc["inputs"] for d in io["shape"] if isinstance(d, str)})
     info: dict[str, Any] = {
         "framework": framework,
         "exporter": exporter,
