@@ -31,6 +31,32 @@ LATENCY_KEYS = ("mean", "std", "min", "p50", "p90", "p99", "max")
 BLOCKS = 10  # alternating reference/build blocks per latency measurement
 
 
+HEADLINE = (
+    ("p50_ms", "latency_ms.p50"),
+    ("p90_ms", "latency_ms.p90"),
+    ("p99_ms", "latency_ms.p99"),
+    ("speedup", "speedup"),
+    ("size_mb", "model_size_mb"),
+    ("cosine_min", "fidelity.cosine_min"),
+    ("top1_agreement", "fidelity.top1_agreement"),
+    ("top1", "accuracy.top1"),
+    ("accuracy_drop", "accuracy.drop"),
+    ("gates_passed", "gates.passed"),
+)
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The few flat numbers a person compares across builds (for a readable ``dvc metrics show``)."""
+    from pipeline.evaluate.gates import metric_value
+
+    out = {}
+    for key, path in HEADLINE:
+        value = metric_value(metrics, path)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 class Reference:
     """``reference.npz``: inputs, the source framework's outputs, optional labels."""
 

@@ -24,16 +24,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifact", required=True, help="directory holding the build's model.onnx")
     parser.add_argument("--export", required=True, help="the model's export directory (model.onnx, reference.npz)")
     parser.add_argument("--out", required=True, help="metrics JSON file to write")
+    parser.add_argument(
+        "--summary",
+        help="optional: also write the headline numbers (p50/p90/p99, speedup, size, cosine_min, top-1, "
+        "accuracy drop, gates) as a flat JSON file, for a compact `dvc metrics show`",
+    )
 
 
 def body(args: argparse.Namespace, log: logging.Logger) -> None:
     from pipeline.evaluate import evaluate_build
+    from pipeline.evaluate.metrics import headline
 
     params = load_params(args.params)
     build, model = build_spec(params, args.build, args.params)
     metrics = evaluate_build(build, model, args.artifact, args.export, log, name=args.build)
     write_json(args.out, metrics)
     log.info("wrote %s", args.out)
+    if args.summary:
+        write_json(args.summary, headline(metrics))
     failures = metrics["gates"]["failures"]
     if failures:
         raise GateError(f"evaluate stage, gates failed for build {args.build}: {'; '.join(failures)}")

@@ -134,3 +134,64 @@ def test_uninstalled_provider_fails_before_measuring(kit, tmp_path, project):
     with pytest.raises(ConfigError, match="CUDAExecutionProvider .* is not installed") as err:
         evaluate_build(build, kit.make_model_spec(), artifact, export, LOG, name="b")
     assert err.value.key == "builds.b.target.name"
+
+
+def _token_model(path, scale: float = 1.0):
+    """input_ids, attention_mask (int64, [batch, seq]) -> masked mean of embeddings [batch, 4]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    emb = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32) * scale
+    nodes = [
+        helper.make_node("Gather", ["E", "input_ids"], ["e"]),
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["m", "AX"], ["m3"]),
+        helper.make_node("Mul", ["e", "m3"], ["em"]),
+        helper.make_node("ReduceSum", ["em", "AX1"], ["s"], keepdims=0),
+        helper.make_node("ReduceSum", ["m3", "AX1"], ["n"], keepdims=0),
+        helper.make_node("Div", ["s", "n"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tokens",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(emb, "E"), numpy_helper.from_array(np.array([2], np.int64), "AX"),
+         numpy_helper.from_array(np.array([1], np.int64), "AX1")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_multi_input_int64_embedding_model(tmp_path, bench_lock):
+    import onnxruntime as ort
+
+    export = tmp_path / "export"
+    _token_model(export / "model.onnx")
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 50, size=(40, 7)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[:, 5:] = 0
+    sess = ort.InferenceSession(str(export / "model.onnx"))
+    out = sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    np.savez(export / "reference.npz", **{"input/input_ids": ids, "input/attention_mask": mask, "output/embedding": out})
+    artifact = tmp_path / "build"
+    _token_model(artifact / "model.onnx", scale=2.0)  # every embedding doubled: cosine 1, error = |out|
+
+    from pipeline.schema import ModelSpec
+
+    spec = ModelSpec(framework="onnx", path="t.onnx", watch="t.onnx", task="embedding")
+    build = BuildSpec.model_validate({
+        "model": "t", "quantization": Selected(name="none", params=None),
+        "target": Selected(name="cpu", params=TARGETS["cpu"].Params(threads=1)),
+        "evaluate": {"warmup": 1, "runs": 10, "batch_size": 3, "fidelity_samples": 32},
+    })
+    m = evaluate_build(build, spec, artifact, export, LOG, name="t")
+    assert m["fidelity"]["cosine_min"] == pytest.approx(1.0, abs=1e-6)
+    assert m["fidelity"]["max_abs_err"] == pytest.approx(np.abs(out[:32]).max(), rel=1e-5)
+    assert "top1_agreement" not in m["fidelity"] and "accuracy" not in m
+    assert m["benchmark"]["batch_size"] == 3

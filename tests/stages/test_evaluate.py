@@ -87,6 +87,20 @@ def test_writes_metrics(workspace):
     assert (workspace / "logs" / "evaluate" / "b.log").is_file()
 
 
+def test_summary_holds_the_headline_numbers(workspace):
+    _params(workspace, {"max_abs_err": 0.1})
+    proc = _run(workspace, "--summary", "metrics/summary/b.json")
+    assert proc.returncode == 1  # the gate fails; both files are still written
+    metrics = json.loads((workspace / "metrics" / "builds" / "b.json").read_text())
+    summary = json.loads((workspace / "metrics" / "summary" / "b.json").read_text())
+    assert summary["p50_ms"] == metrics["latency_ms"]["p50"]
+    assert summary["speedup"] == metrics["speedup"]
+    assert summary["cosine_min"] == metrics["fidelity"]["cosine_min"]
+    assert summary["accuracy_drop"] == metrics["accuracy"]["drop"]
+    assert summary["gates_passed"] is False
+    assert all(not isinstance(v, (dict, list)) for v in summary.values())
+
+
 def test_failed_gate_writes_metrics_then_exits_1_with_one_line(workspace):
     _params(workspace, {"max_abs_err": 0.1, "min_cosine": -1.0})
     proc = _run(workspace)
