@@ -46,8 +46,8 @@ def quantize_build(
     if not src.exists():
         raise StageError(STAGE, "input", f"no model at {src}: run the passes stage first")
     name, params = build.quantization.name, build.quantization.params
-    impl = QUANTIZERS.get_or_raise(name, key="quantization.name", source=source)()
     key = f"builds.{build_name}.quantization" if build_name else "quantization"
+    impl = QUANTIZERS.get_or_raise(name, key=f"{key}.name", source=source)()
     try:
         before = file_stats(src)
     except Exception as exc:
