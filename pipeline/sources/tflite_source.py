@@ -111,10 +111,7 @@ def load_interpreter(path: Path, stage: str):
     from pipeline.sources.common import one_line
     from pipeline.sources.tf_convert import import_tf
 
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if len(head) < 8 or head[4:8] != _MAGIC:
-        raise StageError(stage, f"load {path.name}", "not a TFLite model (no TFL3 identifier): corrupt or truncated")
+    check_flatbuffer(path, stage)
     tf = import_tf()
     try:
         with warnings.catch_warnings():
@@ -124,6 +121,42 @@ def load_interpreter(path: Path, stage: str):
     except Exception as exc:
         raise StageError(stage, f"load {path.name}", f"the TFLite interpreter cannot load it: {one_line(exc)}") from exc
     return interp
+
+
+def check_flatbuffer(path: Path, stage: str) -> None:
+    """Walk the whole flatbuffer (tf2onnx's TFLite schema) with bounds checks before the interpreter
+    sees it: the interpreter does not verify its input and crashes the process on a truncated file."""
+    import struct
+
+    from tf2onnx.tflite.Model import Model
+
+    buf = bytearray(path.read_bytes())
+    size = len(buf)
+    step = f"load {path.name}"
+    if size < 8 or bytes(buf[4:8]) != _MAGIC:
+        raise StageError(stage, step, "not a TFLite model (no TFL3 identifier): corrupt or truncated")
+    try:
+        model = Model.GetRootAsModel(buf, 0)
+        for i in range(model.OperatorCodesLength()):
+            model.OperatorCodes(i).BuiltinCode()
+        for s in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(s)
+            graph.InputsAsNumpy(), graph.OutputsAsNumpy()
+            for t in range(graph.TensorsLength()):
+                tensor = graph.Tensors(t)
+                tensor.ShapeAsNumpy(), tensor.Buffer(), tensor.Name()
+            for o in range(graph.OperatorsLength()):
+                op = graph.Operators(o)
+                op.InputsAsNumpy(), op.OutputsAsNumpy(), op.OpcodeIndex()
+        for b in range(model.BuffersLength()):
+            buffer = model.Buffers(b)
+            field = buffer._tab.Offset(4)  # the `data` vector
+            if field and buffer._tab.Vector(field) + buffer._tab.VectorLen(field) > size:
+                raise IndexError(f"buffer {b} ends past the end of the file")
+            if buffer.Offset() > 1 and buffer.Offset() + buffer.Size() > size:
+                raise IndexError(f"buffer {b} ends past the end of the file")
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise StageError(stage, step, f"corrupt or truncated TFLite file ({size} bytes): {exc}") from exc
 
 
 def _bare(name: str) -> str:
