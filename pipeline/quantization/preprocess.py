@@ -30,9 +30,28 @@ def upgrade_opset(src: Path, dst: Path, min_version: int, log: logging.Logger) -
     return {"from": current, "to": min_version}
 
 
+def _ort_tools_without_torch() -> None:
+    """``onnxruntime/tools/__init__.py`` imports torch whenever torch is installed (for its PyTorch
+    export helpers); ``quant_pre_process`` only needs ``tools.symbolic_shape_infer``. Register the
+    package without running that ``__init__`` so an ONNX-only build never loads torch."""
+    import os
+    import sys
+    import types
+
+    import onnxruntime
+
+    if "onnxruntime.tools" not in sys.modules:
+        pkg = types.ModuleType("onnxruntime.tools")
+        pkg.__path__ = [os.path.join(os.path.dirname(onnxruntime.__file__), "tools")]
+        pkg.__package__ = "onnxruntime.tools"
+        sys.modules["onnxruntime.tools"] = pkg
+
+
 def preprocess(src: Path, dst: Path, log: logging.Logger) -> dict[str, Any]:
     """``quant_pre_process`` (symbolic shape inference, basic optimization, ONNX shape inference)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    _ort_tools_without_torch()
 
     external = uses_external_data(src)
     kwargs: dict[str, Any] = {}
