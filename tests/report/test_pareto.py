@@ -1,3 +1,5 @@
+import pytest
+
 from pipeline.report.pareto import pareto_front, plot
 from pipeline.report.summary import load_metrics, rows
 
@@ -25,3 +27,25 @@ def test_plot_without_accuracy(make_metrics, tmp_path):
     table = rows({"a": make_metrics("a", "none", 1.0, 0.99), "b": make_metrics("b", "none", 0.5, 0.98)})
     assert all(r["top1"] is None for r in table)
     assert plot(table, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_nines_axis():
+    from pipeline.report.pareto import MAX_NINES, _nines_ticks, nines
+
+    assert nines(0.9) == pytest.approx(1.0)
+    assert nines(0.999) == pytest.approx(3.0)
+    assert nines(0.0) == 0.0
+    assert nines(1.0) == MAX_NINES and nines(1 - 1e-12) == MAX_NINES
+    assert nines(-1.0) < 0
+    values = [0.9, 0.99, 0.9995]
+    assert sorted(values, key=nines) == values  # monotonic
+    ticks, labels = _nines_ticks([nines(v) for v in values])
+    assert labels[:4] == ["0", "0.9", "0.99", "0.999"]
+    assert ticks == sorted(ticks)
+
+
+def test_coinciding_builds_share_a_label():
+    from pipeline.report.pareto import _clusters
+
+    groups = _clusters([0.100, 0.1005, 1.0, 10.0], [0.99, 0.99, 0.99, 0.5], log_x=True)
+    assert groups == [[0, 1], [2], [3]]
