@@ -18,6 +18,7 @@ from typing import Any
 LOCK_ENV = "ONNXBUILD_BENCH_LOCK"
 DEFAULT_LOCK = Path(tempfile.gettempdir()) / "onnxbuild-benchmark.lock"
 PERCENTILES = (50, 90, 99)
+_LOCKS: dict[str, Any] = {}
 
 
 def lock_path() -> Path:
@@ -34,7 +35,9 @@ def benchmark_lock(timeout: float = -1, log: Any = None) -> Iterator[Path]:
 
     path = lock_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
+    # one FileLock per path and process: re-entrant in one thread (a sweep may hold the lock around
+    # evaluate_build, which takes it again), exclusive between threads and processes
+    lock = _LOCKS.setdefault(str(path), FileLock(str(path)))
     try:
         lock.acquire(timeout=0)
     except Timeout:

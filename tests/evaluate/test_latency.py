@@ -93,3 +93,42 @@ def test_benchmark_lock_excludes_other_processes(bench_lock):
         proc.join(30)
     with benchmark_lock(timeout=5) as held:  # released: available again
         assert held == bench_lock
+
+
+def test_benchmark_lock_is_reentrant_in_one_thread(bench_lock):
+    from filelock import FileLock, Timeout
+
+    with benchmark_lock(timeout=1):
+        with benchmark_lock(timeout=1):  # e.g. a sweep holding it around evaluate_build
+            pass
+        with pytest.raises(Timeout):  # still held against others
+            FileLock(str(bench_lock)).acquire(timeout=0.1)
+    lock = FileLock(str(bench_lock))
+    lock.acquire(timeout=1)
+    lock.release()
+
+
+def test_benchmark_lock_excludes_other_threads(bench_lock):
+    import threading
+
+    from filelock import Timeout
+
+    held, done = threading.Event(), threading.Event()
+    result = {}
+
+    def other():
+        held.wait(10)
+        try:
+            with benchmark_lock(timeout=0.2):
+                result["got"] = True
+        except Timeout:
+            result["got"] = False
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with benchmark_lock(timeout=1):
+        held.set()
+        done.wait(10)
+    t.join(10)
+    assert result == {"got": False}
