@@ -64,9 +64,9 @@ builds:
 # ------------------------------------------------------------------------------------------------
 
 
-def project_cases() -> list[tuple]:
-    """Builds of this project that have an artifact, an export and a params.yaml entry."""
-    params_file = ROOT / "params.yaml"
+def project_cases(project: Path) -> list[tuple]:
+    """Builds of the project that have an artifact, an export and a params.yaml entry."""
+    params_file = project / "params.yaml"
     if not params_file.is_file():
         return []
     from pipeline.stages.runner import build_spec, load_params
@@ -79,11 +79,11 @@ def project_cases() -> list[tuple]:
         except Exception as exc:  # a build this checkout cannot validate: skip it, say so
             print(f"  (skipping build {name}: {exc})")
             continue
-        artifact = ROOT / "artifacts" / "builds" / name / "model"
-        export = ROOT / "artifacts" / "models" / build.model / "export"
+        artifact = project / "artifacts" / "builds" / name / "model"
+        export = project / "artifacts" / "models" / build.model / "export"
         if not (artifact / "model.onnx").is_file() or not (export / "reference.npz").is_file():
             continue
-        metrics_file = ROOT / "metrics" / "builds" / f"{name}.json"
+        metrics_file = project / "metrics" / "builds" / f"{name}.json"
         recorded = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
         cases.append((name, build, model, artifact, export, recorded))
     return cases
@@ -325,6 +325,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds for the harness comparison")
     parser.add_argument("--runs", type=int, default=300, help="timed runs per measurement")
     parser.add_argument("--max-builds", type=int, default=3, help="builds to use for the harness comparison")
+    parser.add_argument("--project", type=Path, default=ROOT, help="project folder with artifacts (default: this repo)")
     parser.add_argument("--startup-repeats", type=int, default=3, help="start-up timings per command (best kept)")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -336,8 +337,8 @@ def main() -> int:
     print(f"Python {sys.version.split()[0]}; benchmark lock held during every measurement\n")
 
     with tempfile.TemporaryDirectory(prefix="bench_engine-") as tmp:
-        cases = project_cases()
-        source = "project artifacts (artifacts/builds, metrics/builds)"
+        cases = project_cases(args.project.resolve())
+        source = f"project artifacts in {args.project} (artifacts/builds, metrics/builds)"
         if not cases:
             source = "a stand-in digits CNN and its static int8 QDQ build, built in a temp dir (no artifacts yet)"
             cases = synthetic_cases(Path(tmp), args.runs)
