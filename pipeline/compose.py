@@ -19,6 +19,7 @@ Overrides are Hydra's (``builds.cnn_fp32.target.threads=1``, ``target@builds.cnn
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -325,6 +326,9 @@ def write_params(comp: Composition, out: str | Path = PARAMS_FILE) -> Path:
 
     out = Path(out)
     write_text(out, comp.text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(out, 0o666 & ~umask)  # a normal file, not the temp file's 0600
     return out
 
 
