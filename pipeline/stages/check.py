@@ -123,8 +123,8 @@ def check_fresh(conf_dir: Path, params_file: Path, log: logging.Logger | None = 
     conf_time, conf_file = newest(conf_dir)
     if params_file.stat().st_mtime > conf_time:
         return f"composed with overrides after the last change under {conf_dir}"
-    diff = first_difference(comp.data, yaml.safe_load(text) or {})
-    detail = f"; it differs from {conf_dir} at {diff}" if diff else ""
+    diff = first_difference(yaml.safe_load(text) or {}, comp.data)
+    detail = f"; first difference (params.yaml -> {conf_dir}): {diff}" if diff else ""
     raise ConfigError(
         f"stale: {conf_file} changed after it was composed{detail}; {FIX}", source=str(params_file)
     )
