@@ -27,17 +27,21 @@ if TYPE_CHECKING:
     from pipeline.data import Samples
     from pipeline.schema import InputSpec, TrainSpec
 
-# Fixed for reproducibility: results must not depend on the machine's core count.
-TRAIN_THREADS = 2
+# Fixed for reproducibility: the checkpoint bytes depend on the thread count (measured: 1 and 2
+# threads give different weights), so it must not follow the machine's core count. One thread also
+# avoids oversubscription when DVC or a sweep runs several stages at once (2 threads on a busy
+# 2-core machine trained the default CNN about 2x slower than 1).
+TRAIN_THREADS = 1
 EVAL_BATCH = 256
 
 
 @contextlib.contextmanager
-def deterministic(seed: int, threads: int = TRAIN_THREADS) -> Iterator[None]:
+def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
     """Seed torch/numpy/python RNGs, enforce deterministic kernels and a fixed thread count; restore
-    the previous state on exit."""
+    the previous state on exit. ``threads`` defaults to :data:`TRAIN_THREADS`."""
     import random
 
+    threads = TRAIN_THREADS if threads is None else threads
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
