@@ -64,8 +64,7 @@ def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, An
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src.parent / location, dst)
         info = {
-            "path": spec.path,
-            "resolved": str(src),
+            "path": spec.path,  # as declared: no machine-specific absolute path in a DVC output
             "package_version": packaged.package_version(spec.path or ""),
             "opset": _onnx_opset(model),
             "ir_version": model.ir_version,
