@@ -298,15 +298,35 @@ def _export_torchscript(model: nn.Module, args: tuple, spec: ModelSpec, in_names
 EXPORTERS: dict[str, Callable[..., Any]] = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
 
 
+class _Collector(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @contextlib.contextmanager
 def _quiet(log: logging.Logger) -> Iterator[None]:
     """Send the exporter's stdout chatter and warnings to the log file (debug), not the console."""
     buf = io.StringIO()
+    # torch.onnx also logs notices through `logging` (e.g. "torchvision is not installed"): collect
+    # them for the log file instead of stderr
+    records: list[logging.LogRecord] = []
+    collector = _Collector(records)
+    torch_log = logging.getLogger("torch.onnx")
+    saved = (torch_log.propagate, list(torch_log.handlers))
+    torch_log.handlers = [collector]
+    torch_log.propagate = False
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf):
         warnings.simplefilter("always")
         try:
             yield
         finally:
+            torch_log.propagate, torch_log.handlers = saved
+            for record in records:
+                log.debug("exporter log: %s", record.getMessage())
             for line in buf.getvalue().splitlines():
                 if line.strip():
                     log.debug("exporter: %s", line)
