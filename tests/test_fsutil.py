@@ -45,3 +45,18 @@ def test_write_json_is_sorted_and_handles_numpy(tmp_path):
     text = (tmp_path / "a.json").read_text()
     assert text.index('"a"') < text.index('"b"')
     assert json.loads(text) == {"a": [0, 1], "b": 1.5}
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+        write_json(tmp_path / "m.json", {})
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
