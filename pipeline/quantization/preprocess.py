@@ -49,9 +49,12 @@ def _ort_tools_without_torch() -> None:
 
 def preprocess(src: Path, dst: Path, log: logging.Logger) -> dict[str, Any]:
     """``quant_pre_process`` (symbolic shape inference, basic optimization, ONNX shape inference)."""
+    import contextlib
+
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     _ort_tools_without_torch()
+    src, dst = Path(src).resolve(), Path(dst).resolve()
 
     external = uses_external_data(src)
     kwargs: dict[str, Any] = {}
@@ -62,14 +65,18 @@ def preprocess(src: Path, dst: Path, log: logging.Logger) -> dict[str, Any]:
             "external_data_location": dst.name + ".data",
         }
     try:
-        quant_pre_process(str(src), str(dst), **kwargs)
+        # symbolic shape inference dumps "sym_shape_infer_temp.onnx" into the working directory when it
+        # fails: keep that inside our work folder, not the user's checkout
+        with contextlib.chdir(dst.parent):
+            quant_pre_process(str(src), str(dst), **kwargs)
         return {"symbolic_shape_inference": True}
     except Exception as exc:  # "Incomplete symbolic shape inference" and kin, on real models
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.info("quant_pre_process failed (%s): retrying with skip_symbolic_shape=True", reason)
     for stale in (dst, dst.parent / (dst.name + ".data")):
         stale.unlink(missing_ok=True)
-    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **kwargs)
+    with contextlib.chdir(dst.parent):
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **kwargs)
     return {"symbolic_shape_inference": False, "retried_because": reason}
 
 
