@@ -71,12 +71,14 @@ def _base_defaults(conf_dir: Path) -> dict[str, str]:
 
 
 def _compose_sweep(conf_dir: Path, overrides: list[str]) -> dict[str, Any]:
-    from pipeline.compose import _hydra_compose, _split_hydra
-
-    cfg, _ = _split_hydra(_hydra_compose(conf_dir, "sweep", overrides))
+    """conf/sweep.yaml with these overrides, unresolved (``cache_dir`` needs a running Hydra app)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=False)
+    from pipeline.compose import _hydra_compose
+
+    cfg = OmegaConf.to_container(_hydra_compose(conf_dir, "sweep", overrides), resolve=False)
+    cfg.pop("hydra", None)
+    return cfg
 
 
 def render_recipe(name: str, model: str, options: dict[str, str], base: dict[str, str], values: dict[str, Any], job_dir: Path, overrides: list[str]) -> str:
