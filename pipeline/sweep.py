@@ -99,9 +99,12 @@ def point_project(cfg: Any, model_name: str) -> dict[str, Any]:
     """The sweep config as a one-build project (``models: {M: ...}, builds: {point: ...}``)."""
     from omegaconf import OmegaConf
 
-    data = OmegaConf.to_container(cfg, resolve=True)
-    build = {"model": model_name, **{g: data[g] for g in BUILD_GROUPS}}
-    return {"models": {model_name: data["model"]}, "builds": {POINT_BUILD: build}}
+    def part(key: str) -> Any:
+        node = cfg[key]
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    build = {"model": model_name, **{g: part(g) for g in BUILD_GROUPS}}
+    return {"models": {model_name: part("model")}, "builds": {POINT_BUILD: build}}
 
 
 def run_point(cfg: Any) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""The onnxbuild command: compose, check, list, promote (error paths; the happy promote path runs in tests/e2e)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def ws(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    yield tmp_path
+    GlobalHydra.instance().clear()
+
+
+def test_compose_then_check(ws, capsys):
+    assert main(["compose", "--out", "params.yaml", "builds.cnn_fp32.target.threads=1"]) == 0
+    assert "threads: 1" in (ws / "params.yaml").read_text()
+    assert main(["check"]) == 0
+    assert "fresh" in capsys.readouterr().out
+
+
+def test_compose_error_exit_code_and_one_line(ws, capsys):
+    assert main(["compose", "quantization=nonexistent"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (ws / "params.yaml").exists()
+
+
+def test_check_without_params(ws, capsys):
+    assert main(["check"]) == 1
+    assert "onnxbuild compose" in capsys.readouterr().err
+
+
+def test_list_shows_groups_options_and_builds(ws, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "quantization/" in out and "static_int8_qoperator" in out
+    assert "cnn_static_int8" in out and "conf/recipe/cnn_static_int8.yaml" in out
+
+
+def test_promote_rejects_a_folder_that_is_not_a_sweep_job(ws, capsys):
+    assert main(["promote", str(ws), "--name", "x"]) == 1
+    assert "not a sweep job folder" in capsys.readouterr().err
+
+
+def test_promote_rejects_a_bad_name(ws, capsys):
+    assert main(["promote", str(ws), "--name", "bad-name"]) == 1
+    assert "bad build name" in capsys.readouterr().err
+
+
+def test_unknown_arguments_are_refused(ws):
+    with pytest.raises(SystemExit):
+        main(["list", "--bogus"])
