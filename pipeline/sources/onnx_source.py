@@ -243,8 +243,10 @@ def graph_inputs(model) -> list[dict[str, Any]]:
                 dtype = f"elem_type {ttype.elem_type}"
         shape: list[int | str | None] = []
         for dim in ttype.shape.dim:
-            if dim.HasField("dim_value"):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
                 shape.append(int(dim.dim_value))
+            elif dim.HasField("dim_value"):  # -1 / 0: how some exporters (Paddle2ONNX) mark a free dim
+                shape.append(None)
             elif dim.dim_param:
                 shape.append(dim.dim_param)
             else:
@@ -339,14 +341,15 @@ def name_symbolic_dims(model, inputs: list[InputSpec], dynamic: bool, dims: dict
         if s is None:
             continue
         for axis, (dim, want) in enumerate(zip(value.type.tensor_type.shape.dim, s.shape)):
-            if dim.HasField("dim_value"):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
             if not dynamic:
                 size = dims[want] if isinstance(want, str) else want
                 dim.Clear()
                 dim.dim_value = size
                 fixed.append(f"{value.name}[{axis}]={size}")
-            elif not dim.dim_param and isinstance(want, str):
+            elif isinstance(want, str) and not _DIM_NAME.match(dim.dim_param):  # unnamed, -1, or '?'
+                dim.Clear()
                 dim.dim_param = want
                 named.append(f"{value.name}[{axis}]={want}")
     out: dict[str, Any] = {}
