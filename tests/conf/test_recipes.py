@@ -31,9 +31,20 @@ def test_the_default_project_composes_and_validates():
     assert frameworks == {"torch", "keras", "onnx"}
 
 
+def _with_model(recipe: str) -> list[str]:
+    """Overrides adding the recipe as build 'probe' (and its model, when the project does not declare it:
+    an opt-in recipe whose model file has the model's name)."""
+    import yaml
+
+    model = yaml.safe_load((CONF / "recipe" / f"{recipe}.yaml").read_text())["model"]
+    declared = compose([], CONF).data["models"]
+    extra = [] if model in declared else [f"+model@models.{model}={model}"]
+    return [*extra, f"+recipe@builds.probe={recipe}"]
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_composes_as_a_build(recipe):
-    comp = compose([f"+recipe@builds.probe={recipe}"], CONF)
+    comp = compose(_with_model(recipe), CONF)
     build = comp.data["builds"]["probe"]
     assert build["model"] in comp.data["models"]
     assert comp.source_of("builds.probe").endswith(f"conf/recipe/{recipe}.yaml")
@@ -53,7 +64,7 @@ def test_recipes_hold_only_what_differs(recipe):
     import yaml
 
     raw = yaml.safe_load((CONF / "recipe" / f"{recipe}.yaml").read_text())
-    base = compose([f"+recipe@builds.probe={recipe}"], CONF).data["builds"]["probe"]
+    base = compose(_with_model(recipe), CONF).data["builds"]["probe"]
     plain_defaults = [d for d in raw["defaults"] if d != "_self_"]
     assert plain_defaults[0] == {"/build@_here_": "default"}
     for group in BUILD_GROUPS:
