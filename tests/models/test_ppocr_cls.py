@@ -31,9 +31,8 @@ def _spec_data() -> dict:
 
 def _compose(*overrides: str):
     try:
-        return compose(
-            ["+model@models.ppocr_cls=ppocr_cls", *(f"+recipe@builds.{b}={b}" for b in BUILDS), *overrides], CONF
-        )
+        # the default project declares the model and both builds (conf/config.yaml)
+        return compose(list(overrides), CONF)
     finally:
         GlobalHydra.instance().clear()
 
