@@ -73,7 +73,12 @@ def test_recipes_hold_only_what_differs(recipe):
                 (v for d in plain_defaults if isinstance(d, dict) for k, v in d.items() if k.endswith(f"/{group}@{group}")),
                 "default" if group in ("passes", "evaluate") else ("none" if group == "quantization" else "cpu"),
             )
-            plain = compose([f"+recipe@builds.probe=cnn_fp32", f"{group}@builds.probe.{group}={option}"], CONF)
+            # the base every recipe starts from (conf/build/default.yaml) with the recipe's option file only
+            plain = compose(
+                ["+build@builds.probe=default", "+builds.probe.model=digits_cnn",
+                 f"{group}@builds.probe.{group}={option}"],
+                CONF,
+            )
             assert plain.data["builds"]["probe"][group] != base[group], f"{recipe}: '{group}' repeats {option}"
 
 

@@ -29,7 +29,7 @@ builds:
   cnn_fp32:
     evaluate: {warmup: 2, runs: 10, fidelity_samples: 32}
   cnn_static_int8:
-    evaluate: {warmup: 2, runs: 10, fidelity_samples: 32, gates: {max_accuracy_drop: null}}
+    evaluate: {warmup: 2, runs: 10, fidelity_samples: 32, gates: {max_accuracy_drop: null, min_speedup: null, min_cosine: null}}
     quantization: {calibration: {num_samples: 32}}
 """
 
