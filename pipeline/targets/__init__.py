@@ -6,16 +6,7 @@ A build's ``target: {name: cpu, threads: 1, ...}`` is validated against ``TARGET
 from __future__ import annotations
 
 from pipeline.registry import Registry
-from pipeline.targets.accelerators import (
-    CoremlTarget,
-    CudaTarget,
-    DnnlTarget,
-    OpenvinoTarget,
-    QnnTarget,
-    RocmTarget,
-    TensorrtTarget,
-    XnnpackTarget,
-)
+from pipeline.targets.accelerators import ACCELERATORS
 from pipeline.targets.base import SessionParams, Target
 from pipeline.targets.cpu import CpuTarget
 
@@ -23,14 +14,7 @@ TARGETS: Registry[type[Target]] = Registry(
     "target",
     {
         "cpu": CpuTarget,
-        "cuda": CudaTarget,
-        "tensorrt": TensorrtTarget,
-        "rocm": RocmTarget,
-        "openvino": OpenvinoTarget,
-        "dnnl": DnnlTarget,
-        "xnnpack": XnnpackTarget,
-        "coreml": CoremlTarget,
-        "qnn": QnnTarget,
+        **ACCELERATORS,  # cuda, tensorrt, rocm, openvino, dnnl, xnnpack, coreml, qnn
     },
 )
 

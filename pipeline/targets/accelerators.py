@@ -9,84 +9,28 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import create_model
+
 from pipeline.targets.base import SessionParams, Target
 
-
-class CudaParams(SessionParams):
-    name: Literal["cuda"] = "cuda"
-
-
-class CudaTarget(Target):
-    name = "cuda"
-    provider = "CUDAExecutionProvider"
-    Params = CudaParams
-
-
-class TensorrtParams(SessionParams):
-    name: Literal["tensorrt"] = "tensorrt"
+# target name -> ONNX Runtime execution provider
+PROVIDERS: dict[str, str] = {
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dnnl": "DnnlExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+}
 
 
-class TensorrtTarget(Target):
-    name = "tensorrt"
-    provider = "TensorrtExecutionProvider"
-    Params = TensorrtParams
+def accelerator_target(name: str, provider: str) -> type[Target]:
+    """A Target class for ``provider`` whose Params are the shared session params with ``name: <name>``."""
+    title = name.capitalize()
+    params = create_model(f"{title}Params", __base__=SessionParams, name=(Literal[name], name))  # type: ignore[valid-type]
+    return type(f"{title}Target", (Target,), {"name": name, "provider": provider, "Params": params})
 
 
-class RocmParams(SessionParams):
-    name: Literal["rocm"] = "rocm"
-
-
-class RocmTarget(Target):
-    name = "rocm"
-    provider = "ROCMExecutionProvider"
-    Params = RocmParams
-
-
-class OpenvinoParams(SessionParams):
-    name: Literal["openvino"] = "openvino"
-
-
-class OpenvinoTarget(Target):
-    name = "openvino"
-    provider = "OpenVINOExecutionProvider"
-    Params = OpenvinoParams
-
-
-class DnnlParams(SessionParams):
-    name: Literal["dnnl"] = "dnnl"
-
-
-class DnnlTarget(Target):
-    name = "dnnl"
-    provider = "DnnlExecutionProvider"
-    Params = DnnlParams
-
-
-class XnnpackParams(SessionParams):
-    name: Literal["xnnpack"] = "xnnpack"
-
-
-class XnnpackTarget(Target):
-    name = "xnnpack"
-    provider = "XnnpackExecutionProvider"
-    Params = XnnpackParams
-
-
-class CoremlParams(SessionParams):
-    name: Literal["coreml"] = "coreml"
-
-
-class CoremlTarget(Target):
-    name = "coreml"
-    provider = "CoreMLExecutionProvider"
-    Params = CoremlParams
-
-
-class QnnParams(SessionParams):
-    name: Literal["qnn"] = "qnn"
-
-
-class QnnTarget(Target):
-    name = "qnn"
-    provider = "QNNExecutionProvider"
-    Params = QnnParams
+ACCELERATORS: dict[str, type[Target]] = {name: accelerator_target(name, ep) for name, ep in PROVIDERS.items()}
