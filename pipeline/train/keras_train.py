@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ConfigError
 from pipeline.sources.tf_convert import import_tf
 
 if TYPE_CHECKING:
@@ -103,16 +102,11 @@ def train(model, spec: TrainSpec, inputs: Sequence[InputSpec], log: logging.Logg
     import keras
     from tqdm import tqdm
 
-    from pipeline.data import load_samples
-    from pipeline.sources.common import conform_samples
+    from pipeline.train.common import final_metrics, load_labelled
 
     names = [s.name for s in inputs]
-    data = _load(spec.dataset, f"{key}.dataset", inputs, load_samples, conform_samples)
-    val = (
-        _load(spec.val_dataset, f"{key}.val_dataset", inputs, load_samples, conform_samples)
-        if spec.val_dataset
-        else None
-    )
+    data = load_labelled(spec.dataset, f"{key}.dataset", inputs)
+    val = load_labelled(spec.val_dataset, f"{key}.val_dataset", inputs) if spec.val_dataset else None
     decay = spec.weight_decay or None
     if spec.optimizer == "adam":
         opt = keras.optimizers.Adam(learning_rate=spec.lr, weight_decay=decay)
@@ -155,34 +149,5 @@ def train(model, spec: TrainSpec, inputs: Sequence[InputSpec], log: logging.Logg
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    final = evaluate(model, data, names, spec.loss)
-    metrics: dict[str, Any] = {
-        "train_loss": final["loss"],
-        "train_top1": final["top1"],
-        "val_loss": None,
-        "val_top1": None,
-        "epochs": spec.epochs,
-        "seconds": round(seconds, 3),
-        "trained": True,
-    }
-    if val is not None:
-        v = evaluate(model, val, names, spec.loss)
-        metrics.update(val_loss=v["loss"], val_top1=v["top1"])
-    log.info(
-        "trained in %.1fs: train loss %.4f top1 %s, val loss %s top1 %s",
-        seconds, metrics["train_loss"], _fmt(metrics["train_top1"]), _fmt(metrics["val_loss"]), _fmt(metrics["val_top1"]),
-    )
+    metrics = final_metrics(lambda d: evaluate(model, d, names, spec.loss), data, val, spec.epochs, seconds, log)
     return metrics
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def _load(factory, key: str, inputs, load_samples, conform_samples) -> Samples:
-    samples = conform_samples(load_samples(factory, key), inputs, key)
-    if samples.labels is None:
-        raise ConfigError(f"dataset '{factory.target}' has no labels: training needs them", key=key)
-    if len(samples) == 0:
-        raise ConfigError(f"dataset '{factory.target}' is empty", key=key)
-    return samples
