@@ -47,23 +47,36 @@ def test_every_model_and_build_gets_its_stages(project):
     assert set(stages) == expected
 
 
+def covered(path: str, deps: list[str]) -> bool:
+    """``path`` is a dep, or lies in a folder that is one."""
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
 def test_stage_deps_are_own_code_and_upstream_artifacts(project):
     stages = load_stages(project)
     params = composed(project)
     for name, model in params["models"].items():
         prep = stages[f"prepare@{name}"]
         assert "pipeline/stages/prepare.py" in prep["deps"]
-        assert f"pipeline/sources/{model['framework']}_source.py" in prep["deps"]
+        for code in (f"pipeline/sources/{model['framework']}_source.py", "pipeline/sources/common.py",
+                     "pipeline/data/digits.py", "pipeline/train/common.py"):
+            assert covered(code, prep["deps"]), f"prepare@{name} does not depend on {code}"
         assert model["watch"] in prep["deps"]
         exp = stages[f"export@{name}"]
         assert f"artifacts/models/{name}/source" in exp["deps"]
         assert "pipeline/stages/export.py" in exp["deps"]
+        for code in (f"pipeline/sources/{model['framework']}_source.py", "pipeline/sources/common.py",
+                     "pipeline/data/digits.py"):
+            assert covered(code, exp["deps"]), f"export@{name} does not depend on {code}"
     for name, build in params["builds"].items():
         m = build["model"]
         assert f"artifacts/models/{m}/export" in stages[f"passes@{name}"]["deps"]
         assert "pipeline/stages/passes.py" in stages[f"passes@{name}"]["deps"]
         assert f"artifacts/builds/{name}/passes" in stages[f"quantize@{name}"]["deps"]
         assert "pipeline/stages/quantize.py" in stages[f"quantize@{name}"]["deps"]
+        for code in ("pipeline/quantization/static.py", "pipeline/passes/base.py", "pipeline/passes/opset.py",
+                     "pipeline/data/digits.py"):  # the quantizer upgrades opsets and reads calibration data
+            assert covered(code, stages[f"quantize@{name}"]["deps"]), f"quantize@{name} does not depend on {code}"
         ev = stages[f"evaluate@{name}"]["deps"]
         assert f"artifacts/builds/{name}/model" in ev and f"artifacts/models/{m}/export" in ev
         assert "pipeline/stages/evaluate.py" in ev
