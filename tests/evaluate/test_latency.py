@@ -42,15 +42,27 @@ def test_block_sizes_add_up(runs, blocks):
     assert sum(sizes) == runs and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
 
 
-def test_interleaved_counts_and_alternating_order():
+def test_interleaved_counts_and_alternating_order(monkeypatch):
+    monkeypatch.setattr(latency, "SETTLE_S", 0.0)  # one untimed settling run per block
     log = []
     a, b = CountingSession("a", log), CountingSession("b", log)
     times = measure_interleaved({"a": (a, {}), "b": (b, {})}, warmup=3, runs=20, blocks=4)
     assert len(times["a"]) == len(times["b"]) == 20
-    assert a.calls == b.calls == 23
+    assert a.calls == b.calls == 3 + 4 + 20  # warm-up, one settling run per block, timed runs
     timed = log[6:]  # after 3 + 3 warm-up runs
-    blocks = [timed[i : i + 5] for i in range(0, 40, 5)]
+    blocks = [timed[i : i + 6] for i in range(0, 48, 6)]
     assert [blk[0] for blk in blocks] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # ABBA order
+    assert all(len(set(blk)) == 1 for blk in blocks)  # a block settles and times one session
+
+
+def test_settle_runs_for_the_settling_time():
+    import time
+
+    session = CountingSession("a", [])
+    t0 = time.perf_counter()
+    n = latency.settle(session, {}, seconds=0.02)
+    assert time.perf_counter() - t0 >= 0.02
+    assert n == session.calls and n > 1
 
 
 def test_real_model_latency(kit, tmp_path):
