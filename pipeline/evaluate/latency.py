@@ -108,10 +108,11 @@ def measure(session: Any, feeds: dict[str, Any], warmup: int, runs: int) -> list
 SETTLE_S = 0.005
 
 
-def settle(session: Any, feeds: dict[str, Any], seconds: float = SETTLE_S) -> int:
-    """Run ``session`` untimed until ``seconds`` have passed (at least once); the number of runs."""
+def settle(session: Any, feeds: dict[str, Any], seconds: float | None = None) -> int:
+    """Run ``session`` untimed until ``seconds`` (default :data:`SETTLE_S`) have passed, at least
+    once; returns the number of runs."""
     run = session.run
-    end = time.perf_counter() + seconds
+    end = time.perf_counter() + (SETTLE_S if seconds is None else seconds)
     n = 0
     while True:
         run(None, feeds)
