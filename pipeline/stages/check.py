@@ -3,7 +3,8 @@
     python -m pipeline.stages.check --conf conf --params params.yaml --dvc-yaml dvc.yaml --out artifacts/params.ok
 
 ``dvc repro`` never composes ``conf/`` (only ``dvc exp run`` does), so after a recipe edit it would
-build from an old ``params.yaml``. This stage depends on ``conf/`` and ``params.yaml`` and runs first
+build from an old ``params.yaml``. This stage depends on ``conf/`` (not on ``params.yaml``: a
+params-only change must rerun only the stages that read the changed keys) and runs first
 (every other stage depends on its stamp); it fails with one line naming the command to run
 (``onnxbuild compose``, or ``dvc exp run``) instead of recomposing behind the user's back.
 
