@@ -171,6 +171,12 @@ def to_markdown(table: list[dict[str, Any]], metrics: dict[str, dict[str, Any]],
         "against the source framework's outputs. acc. drop: source top-1 minus build top-1, in points "
         "(positive = worse).",
     ]
+    slower = [r for r in table if r["speedup"] is not None and r["speedup"] < 1.0]
+    if slower:  # never silently slower than the source: say it even when no gate asks
+        lines += ["", "## Slower than the fp32 export", ""]
+        lines += [
+            f"- `{r['build']}`: {r['speedup']:.2f}× (p50 {_num(r['p50_ms'], '.3f')} ms)" for r in slower
+        ]
     failed = [r for r in table if r["gates_passed"] is False]
     if failed:
         lines += ["", "## Failed gates", ""]

@@ -32,6 +32,16 @@ def test_report_lists_every_build(metrics_dir, tmp_path):
     assert by_name["cnn_static_int8_s8s8"]["gates_passed"] == "False"
 
 
+def test_builds_slower_than_fp32_are_called_out(metrics_dir, tmp_path):
+    text = write_report(metrics_dir, tmp_path / "reports").read_text()
+    section = text.split("## Slower than the fp32 export", 1)[1].split("##", 1)[0]
+    slower = sorted(line.split("`")[1] for line in section.splitlines() if line.startswith("- `"))
+    expected = sorted(
+        p.stem for p in metrics_dir.glob("*.json") if json.loads(p.read_text())["speedup"] < 1.0
+    )
+    assert expected and slower == expected
+
+
 def test_rewriting_replaces_the_report(metrics_dir, tmp_path):
     out = tmp_path / "reports"
     write_report(metrics_dir, out)
