@@ -84,17 +84,25 @@ def _panel(ax: Any, table: list[dict[str, Any]], key: str, label: str) -> None:
     raw = [float(r[key]) for r in pts]
     ys = [nines(v) for v in raw] if key == "cosine_min" else raw
     log_x = min(xs) > 0 and max(xs) / min(xs) > LOG_X_SPAN
-    front = pareto_front(list(zip(xs, raw)))
+    # one front per model: a build competes with the other builds of its own source, not other tasks
+    groups: dict[Any, list[int]] = {}
+    for i, r in enumerate(pts):
+        groups.setdefault(r.get("model"), []).append(i)
+    front = [False] * len(pts)
+    for idx in groups.values():
+        for i, on_front in zip(idx, pareto_front([(xs[i], raw[i]) for i in idx])):
+            front[i] = on_front
     for x, y, r, on_front in zip(xs, ys, pts, front):
         ax.scatter([x], [y], c="tab:red" if on_front else "tab:blue", marker="X" if r["gates_passed"] is False else "o",
                    s=80 if on_front else 50, zorder=3, edgecolors="black", linewidths=0.5)
     ax._pareto_labels = [  # placed after layout, when text sizes are known (see _place_labels)
         ("\n".join(pts[j]["build"] for j in group), xs[group[0]], ys[group[0]]) for group in _clusters(xs, ys, log_x)
     ]
-    line = sorted((x, y) for x, y, f in zip(xs, ys, front) if f)
-    if len(line) > 1:
-        lx, ly = zip(*line)
-        ax.step(lx, ly, where="post", color="tab:red", linestyle="--", linewidth=1, alpha=0.7, zorder=2)
+    for idx in groups.values():
+        line = sorted((xs[i], ys[i]) for i in idx if front[i])
+        if len(line) > 1:
+            lx, ly = zip(*line)
+            ax.step(lx, ly, where="post", color="tab:red", linestyle="--", linewidth=1, alpha=0.7, zorder=2)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("p50 latency, ms (lower is better)" + (", log scale" if log_x else ""))
@@ -157,7 +165,7 @@ def plot(table: list[dict[str, Any]], path: str | Path) -> Path:
     _panel(axes[1], table, "top1", "top-1 accuracy")
     legend = [
         Line2D([], [], marker="o", color="w", markerfacecolor="tab:red", markeredgecolor="black", markersize=9,
-               label="on the Pareto front (dashed)"),
+               label="on its model's Pareto front (dashed)"),
         Line2D([], [], marker="o", color="w", markerfacecolor="tab:blue", markeredgecolor="black", markersize=8,
                label="dominated"),
         Line2D([], [], marker="X", color="w", markerfacecolor="grey", markeredgecolor="black", markersize=9,
