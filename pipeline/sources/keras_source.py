@@ -57,6 +57,43 @@ def source_kind(spec: ModelSpec) -> str:
     return "keras_file"
 
 
+def save_keras(model: Any, path: Path) -> Path:
+    """``model.save(path)``, then make the archive byte-stable: Keras writes the save time into
+    ``metadata.json``, Python object ids (``shared_object_id``) into ``config.json`` and file times into
+    the zip, so the same weights gave a new file (and new DVC hashes downstream) on every run. The
+    ids are renumbered in order of appearance (they only link shared objects inside the file)."""
+    import json
+    import re
+    import zipfile
+
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        entries = [(info.filename, zf.read(info.filename)) for info in zf.infolist()]
+    ids: dict[str, str] = {}
+
+    def renumber(match: re.Match) -> str:
+        return f'"shared_object_id": {ids.setdefault(match.group(1), str(len(ids) + 1))}'
+
+    stable = []
+    for name, data in entries:
+        if name == "metadata.json":
+            meta = json.loads(data)
+            meta.pop("date_saved", None)
+            data = json.dumps(meta, sort_keys=True).encode()
+        elif name == "config.json":
+            data = re.sub(r'"shared_object_id": (\d+)', renumber, data.decode()).encode()
+        stable.append((name, data))
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in stable:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    tmp.replace(path)
+    return path
+
+
 def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, Any]:
     from pipeline.fsutil import atomic_dir, write_json
     from pipeline.sources.tf_convert import versions
@@ -72,12 +109,12 @@ def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, An
                 model = _build_or_load(spec, kind, stage="prepare")
                 check_model_inputs(model, spec)
                 metrics = keras_train.train(model, spec.train, spec.inputs or [], log)
-            model.save(tmp / KERAS_FILE)
+            save_keras(model, tmp / KERAS_FILE)
         elif kind == "factory":
             with keras_train.deterministic(spec.reference.seed):
                 model = _build_or_load(spec, kind, stage="prepare")
             check_model_inputs(model, spec)
-            model.save(tmp / KERAS_FILE)
+            save_keras(model, tmp / KERAS_FILE)
         elif kind == "keras_file":
             check_model_inputs(_build_or_load(spec, kind, stage="prepare"), spec)
             shutil.copyfile(spec.path, tmp / (KERAS_FILE if Path(spec.path).suffix == ".keras" else H5_FILE))

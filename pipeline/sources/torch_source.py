@@ -294,6 +294,31 @@ def _export_torchscript(model: nn.Module, args: tuple, spec: ModelSpec, in_names
     return proto
 
 
+def strip_node_metadata(proto) -> int:
+    """Drop the per-node debug metadata the dynamo exporter writes (Python stack traces with absolute
+    paths of the checkout, FX node dumps, name scopes): with it, the same recipe exported from two
+    folders gave different bytes, so DVC hashes differed between clones. Returns how many were dropped."""
+    dropped = 0
+
+    def graph(g) -> None:
+        nonlocal dropped
+        for node in g.node:
+            dropped += len(node.metadata_props)
+            del node.metadata_props[:]
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    graph(attr.g)
+                for sub in attr.graphs:
+                    graph(sub)
+
+    graph(proto.graph)
+    for fn in proto.functions:
+        for node in fn.node:
+            dropped += len(node.metadata_props)
+            del node.metadata_props[:]
+    return dropped
+
+
 # exporter name (ExportSpec.exporter) -> function(model, args, spec, input names, output names, tmp dir) -> ModelProto
 EXPORTERS: dict[str, Callable[..., Any]] = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
 
@@ -378,6 +403,7 @@ def export(spec: ModelSpec, source_dir: Path, out_dir: Path, log: logging.Logger
                 raise
             except Exception as exc:
                 raise StageError("export", step, _root_cause(exc)) from exc
+        strip_node_metadata(proto)
         save_onnx(proto, tmp)
         info = finish_export(
             spec,

@@ -65,6 +65,20 @@ def test_factory_export_matches_tensorflow(tmp_path):
     np.testing.assert_allclose(got, tf_out[:5], rtol=1e-3, atol=1e-4)
 
 
+def test_prepared_keras_file_is_byte_stable(tmp_path):
+    """Same recipe, same bytes: Keras' save time, Python object ids and zip times are normalised."""
+    import zipfile
+
+    spec = _spec(factory=FACTORY)
+    keras_source.prepare(spec, tmp_path / "a", LOG)
+    keras_source.prepare(spec, tmp_path / "b", LOG)
+    first = (tmp_path / "a" / "model.keras").read_bytes()
+    assert first == (tmp_path / "b" / "model.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a" / "model.keras") as zf:
+        assert "date_saved" not in zf.read("metadata.json").decode()
+        assert zf.getinfo("config.json").date_time == (1980, 1, 1, 0, 0, 0)
+
+
 def test_inputs_as_nchw(tmp_path):
     spec = _spec(factory=FACTORY, export={"opset": 17, "inputs_as_nchw": ["input"]})
     keras_source.prepare(spec, tmp_path / "source", LOG)

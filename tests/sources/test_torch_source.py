@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -143,6 +144,29 @@ def test_cnn_exports_with_dynamic_batch(tmp_path: Path, exporter: str) -> None:
     assert info["exporter"] == exporter and info["opset"] == 18
     assert info["dynamic_dims"] == ["batch"] and info["inputs"][0]["shape"] == ["batch", 1, 8, 8]
     assert info["verification"]["max_abs_err"] <= 1e-4 and info["torch_version"] == torch.__version__
+
+
+def test_export_bytes_do_not_depend_on_the_checkout_folder(tmp_path: Path) -> None:
+    """The dynamo exporter writes stack traces with absolute paths into node metadata; the export
+    drops them, so the same recipe gives the same model.onnx wherever the project lives."""
+    data = _cnn(export={"exporter": "dynamo", "opset": 18})
+    _, first = _prepare_export(tmp_path / "a", data)
+    _, second = _prepare_export(tmp_path / "b" / "elsewhere", data)
+    proto = onnx.load(str(first / "model.onnx"))
+    assert all(len(node.metadata_props) == 0 for node in proto.graph.node)
+    assert str(Path.cwd()).encode() not in (first / "model.onnx").read_bytes()
+    assert (first / "model.onnx").read_bytes() == (second / "model.onnx").read_bytes()
+
+
+def test_strip_node_metadata_counts_what_it_drops() -> None:
+    from onnx import helper
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    node.metadata_props.add(key="pkg.torch.onnx.stack_trace", value="File /somewhere/model.py")
+    graph = helper.make_graph([node], "g", [], [])
+    proto = helper.make_model(graph)
+    assert torch_source.strip_node_metadata(proto) == 1
+    assert len(proto.graph.node[0].metadata_props) == 0
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
