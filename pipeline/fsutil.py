@@ -70,6 +70,27 @@ def write_json(target: str | os.PathLike, data: Any) -> None:
     write_text(target, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def without_timings(data: Any) -> Any:
+    """``data`` without wall-clock fields (keys ``seconds`` or ``*_seconds``), recursively.
+
+    Files inside an artifact folder must be a function of the recipe, or every rebuild gives the
+    folder a new DVC hash; timings go to the log and to metrics files instead."""
+    if isinstance(data, dict):
+        return {
+            k: without_timings(v)
+            for k, v in data.items()
+            if not (isinstance(k, str) and (k == "seconds" or k.endswith("_seconds")))
+        }
+    if isinstance(data, (list, tuple)):
+        return [without_timings(v) for v in data]
+    return data
+
+
+def write_artifact_json(target: str | os.PathLike, data: Any) -> None:
+    """:func:`write_json` for files inside artifact folders: deterministic, without timings."""
+    write_json(target, without_timings(data))
+
+
 def _json_default(obj: Any) -> Any:
     # numpy scalars/arrays without importing numpy here
     if hasattr(obj, "tolist"):

@@ -60,3 +60,12 @@ def test_atomic_outputs_get_the_usual_permissions(tmp_path):
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
+
+
+def test_artifact_json_drops_timings(tmp_path):
+    from pipeline.fsutil import write_artifact_json
+
+    data = {"seconds": 1.2, "passes": [{"name": "a", "seconds": 0.1, "quantize_seconds": 2}], "nodes": 3}
+    write_artifact_json(tmp_path / "a.json", data)
+    assert json.loads((tmp_path / "a.json").read_text()) == {"passes": [{"name": "a"}], "nodes": 3}
+    assert data["seconds"] == 1.2  # the caller's data is untouched

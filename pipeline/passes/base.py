@@ -2,7 +2,7 @@
 
 A pass reads the ONNX file at ``src`` and writes one at ``dst``. The manager runs an ordered list of
 passes, each into its own step folder of a temporary directory, records what each did
-(``nodes_before``, ``nodes_after``, ``changed``, ``seconds``, ``info``), checks every result with
+(``nodes_before``, ``nodes_after``, ``changed``, ``seconds``, ``info``; ``seconds`` is logged, not written to passes.json), checks every result with
 ``onnx.checker`` (path based, so external data is checked too) and, on failure, raises a
 :class:`~pipeline.errors.StageError` naming the pass and the passes that already ran.
 """

@@ -330,10 +330,10 @@ def describe_onnx(model_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_export_info(out_dir: str | os.PathLike, info: Mapping[str, Any]) -> Path:
-    from pipeline.fsutil import write_json
+    from pipeline.fsutil import write_artifact_json
 
     path = Path(out_dir) / EXPORT_INFO_FILE
-    write_json(path, dict(info))
+    write_artifact_json(path, dict(info))
     return path
 
 

@@ -95,7 +95,7 @@ def save_keras(model: Any, path: Path) -> Path:
 
 
 def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, Any]:
-    from pipeline.fsutil import atomic_dir, write_json
+    from pipeline.fsutil import atomic_dir, write_artifact_json
     from pipeline.sources.tf_convert import versions
     from pipeline.train import keras_train
 
@@ -121,7 +121,7 @@ def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, An
         else:
             _serving_signature(_load_saved_model(Path(spec.path), "prepare"), "prepare")
             shutil.copytree(spec.path, tmp / SAVED_MODEL_DIR)
-        write_json(tmp / SOURCE_INFO, {"kind": kind, "path": spec.path, **versions(), **metrics})
+        write_artifact_json(tmp / SOURCE_INFO, {"kind": kind, "path": spec.path, **versions(), **metrics})
     log.info("prepared keras source (%s)%s", kind, " after training" if metrics.get("trained") else "")
     return metrics
 

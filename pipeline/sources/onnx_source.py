@@ -49,7 +49,7 @@ _ALIGN_SMALL = 64
 
 def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, Any]:
     """Check ``spec.path`` and copy it (and its external data files) into ``out_dir``."""
-    from pipeline.fsutil import atomic_dir, write_json
+    from pipeline.fsutil import atomic_dir, write_artifact_json
     from pipeline.models import packaged
 
     src = packaged.resolve(spec.path or "", key="path")
@@ -73,7 +73,7 @@ def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, An
             "size_mb": round(_size(src, files) / 1e6, 3),
             "trained": False,
         }
-        write_json(tmp / SOURCE_INFO, info)
+        write_artifact_json(tmp / SOURCE_INFO, info)
     log.info(
         "snapshot of %s (opset %s, %s, %.1f MB%s)",
         spec.path, info["opset"], info["producer"] or "unknown producer", info["size_mb"],

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import StageError
-from pipeline.fsutil import atomic_dir, write_json
+from pipeline.fsutil import atomic_dir, write_artifact_json
 from pipeline.onnx_utils import model_path, model_size_mb
 
 STAGE = "passes"
@@ -37,7 +37,7 @@ def run_passes(build, model_spec, export_dir: str | Path, out_dir: str | Path, l
         result["input"] = str(src)
         result["totals"]["size_mb_before"] = round(model_size_mb(src), 6)
         result["totals"]["size_mb_after"] = round(model_size_mb(model_path(tmp)), 6)
-        write_json(Path(tmp) / "passes.json", result)
+        write_artifact_json(Path(tmp) / "passes.json", result)
     totals = result["totals"]
     log.info(
         "%d pass(es), %d changed the model: %d -> %d nodes",

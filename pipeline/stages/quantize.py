@@ -3,7 +3,8 @@
     python -m pipeline.stages.quantize --build B --input artifacts/builds/B/passes --out artifacts/builds/B/model
 
 writes ``out/model.onnx`` (+ external data) and ``out/quantization.json`` (quantizer, resolved params,
-nodes before/after, op histogram, calibration sample count, seconds). No torch or TensorFlow here.
+nodes before/after, op histogram, calibration sample count; timings are logged, not written, so the
+artifact folder is a function of the recipe). No torch or TensorFlow here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError, StageError
-from pipeline.fsutil import atomic_dir, write_json
+from pipeline.fsutil import atomic_dir, write_artifact_json
 from pipeline.onnx_utils import file_stats, model_path, model_size_mb
 
 STAGE = "quantize"
@@ -84,7 +85,7 @@ def quantize_build(
             "seconds": round(seconds, 4),
             "info": info,
         }
-        write_json(Path(tmp) / "quantization.json", result)
+        write_artifact_json(Path(tmp) / "quantization.json", result)
     log.info(
         "%s: %d -> %d nodes, %.3f -> %.3f MB (%.1fs)",
         name, result["nodes_before"], result["nodes_after"], result["size_mb_before"], result["size_mb_after"], seconds,

@@ -84,7 +84,7 @@ def test_cli_static_int8(project, capsys):
     assert report["params"]["calibration"]["method"] == "minmax" and report["params"]["reduce_range"] == "auto"
     assert report["info"]["activation_type"] in ("uint8", "int8") and "isa_basis" in report["info"]
     assert report["nodes_before"] == 5 and report["nodes_after"] > 5 and report["ops"]["QuantizeLinear"] > 0
-    assert report["seconds"] > 0
+    assert "seconds" not in report  # artifact files are a function of the recipe (timings go to the log)
     x = np.random.default_rng(3).uniform(-1, 1, (8, 3, 8, 8)).astype(np.float32)
     ref, got = _run(passes / "model.onnx", x), _run(out / "model.onnx", x)
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
