@@ -76,6 +76,21 @@ def stage_logger(stage: str, item: str | None) -> tuple[logging.Logger, Path]:
     return logger, log_file
 
 
+def _pin_hash_seed() -> None:
+    """Re-run this command with ``PYTHONHASHSEED=0`` when it is not set so.
+
+    Set and dict iteration order over strings depends on the hash seed, and converters such as
+    tf2onnx name nodes in that order: the same recipe exported to differently named nodes (and a new
+    DVC hash) from one run to the next. A pinned seed makes every stage deterministic whoever calls it
+    (`dvc repro`, `dvc exp run`, a shell); the re-exec costs one interpreter start (~40 ms)."""
+    if os.environ.get("PYTHONHASHSEED") == "0" or "-m" not in sys.orig_argv:
+        return
+    os.environ["PYTHONHASHSEED"] = "0"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
 def main_for(
     stage: str,
     configure: Callable[[argparse.ArgumentParser], None],
@@ -84,6 +99,8 @@ def main_for(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Run a stage entry point: parse args, set up the log, run ``body``, report errors in one line."""
+    if argv is None:
+        _pin_hash_seed()
     parser = argparse.ArgumentParser(prog=f"python -m pipeline.stages.{stage}")
     parser.add_argument("--params", default=DEFAULT_PARAMS, help="composed params file")
     configure(parser)

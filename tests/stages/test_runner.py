@@ -63,3 +63,29 @@ def test_unknown_model_and_build_list_choices():
     with pytest.raises(ConfigError) as info:
         runner.build_spec(params, "y")
     assert info.value.choices == ["x"]
+
+
+def test_stage_commands_run_with_a_pinned_hash_seed(tmp_path):
+    """Converters iterate sets of names; a stage command re-runs itself with PYTHONHASHSEED=0 so the
+    same recipe gives the same artifact bytes whatever the caller's environment."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "probe_stage.py").write_text(
+        "import os\n"
+        "from pipeline.stages.runner import main_for\n"
+        "def body(args, log):\n"
+        "    print(os.environ.get('PYTHONHASHSEED'), hash('onnxbuild'))\n"
+        "raise SystemExit(main_for('probe', lambda p: None, body))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    env.update(PYTHONPATH=str(root), ONNXBUILD_LOG_DIR=str(tmp_path / "logs"))
+    outs = [
+        subprocess.run([sys.executable, "-m", "probe_stage"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, check=True).stdout.split()
+        for _ in range(2)
+    ]
+    assert outs[0][0] == "0" and outs[0] == outs[1]
