@@ -13,6 +13,7 @@ logging first), so importing this module costs nothing. What lives here:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -142,7 +143,45 @@ def convert(run: Callable[[], Any], what: str, opset: int | None) -> Any:
             f"TensorFlow op{plural} {', '.join(missing)} cannot be converted to ONNX by tf2onnx "
             f"(opset {opset if opset is not None else 'default'})",
         )
+    canonical_constant_names(model)
     return model
+
+
+_GENERATED = re.compile(r"__\d+$")  # tf2onnx's counter-suffixed names: const_starts__31, ...
+
+
+def canonical_constant_names(model) -> int:
+    """Rename tf2onnx's generated initializers ``const_*__N`` to ``const__K`` in order of first use, and
+    order the initializers the same way.
+
+    tf2onnx merges equal constants and which duplicate survives varies between runs (``starts=[0]``
+    and ``axes=[0]`` share one tensor named after either), so the same recipe gave different bytes.
+    Names the graph exposes (inputs, outputs) and non-generated names are kept. Returns the count."""
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    exposed = {v.name for v in graph.input} | {v.name for v in graph.output}
+    order: dict[str, int] = {}
+    mapping: dict[str, str] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in inits and name not in order:
+                order[name] = len(order)
+                if name not in exposed and _GENERATED.search(name):
+                    mapping[name] = f"const__{len(mapping)}"
+    taken = {n for node in graph.node for n in (*node.input, *node.output)} - set(mapping)
+    if taken & set(mapping.values()):  # never collide with a name already in the graph
+        mapping = {old: f"{new}_c" for old, new in mapping.items()}
+    for tensor in graph.initializer:
+        tensor.name = mapping.get(tensor.name, tensor.name)
+    for node in graph.node:
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+    for value in graph.value_info:
+        value.name = mapping.get(value.name, value.name)
+    renamed = {mapping.get(k, k): v for k, v in order.items()}
+    ranked = sorted(graph.initializer, key=lambda t: (renamed.get(t.name, len(renamed)), t.name))
+    del graph.initializer[:]
+    graph.initializer.extend(ranked)
+    return len(mapping)
 
 
 def name_graph(

@@ -80,7 +80,9 @@ def test_stage_deps_are_own_code_and_upstream_artifacts(project):
         ev = stages[f"evaluate@{name}"]["deps"]
         assert f"artifacts/builds/{name}/model" in ev and f"artifacts/models/{m}/export" in ev
         assert "pipeline/stages/evaluate.py" in ev
-    for name, stage in stages.items():
+    for name, stage in stages.items():  # the shared code every stage runs on
+        for code in ("pipeline/stages/runner.py", "pipeline/fsutil.py" if name != "params" else "pipeline/schema.py"):
+            assert covered(code, stage["deps"]), f"{name} does not depend on {code}"
         for dep in stage["deps"]:
             if dep.startswith(("pipeline/", "conf")):
                 assert (project / dep).exists(), f"{name}: dep {dep} does not exist"
