@@ -1,3 +1,5 @@
 """Model factories referenced by recipes (``_target_: pipeline.models.<module>.<function>``).
 
-These modules import torch at module level: only torch sources (and tests) import them."""
+``digits_cnn`` and ``text`` import torch at module level and ``digits_keras`` builds Keras models: only
+the stages of their framework import them. ``packaged`` (model files that installed packages ship)
+imports no framework."""
