@@ -320,6 +320,7 @@ def compose(
     )
     try:
         validate_project(data, comp.source_of)
+        check_watch(data, conf_dir.resolve().parent, comp.source_of)
     except ConfigError as exc:
         hit = _override_for(exc.key, expanded)
         if hit is None:
@@ -330,14 +331,32 @@ def compose(
     return comp
 
 
+def check_watch(data: dict[str, Any], root: Path, source_of: Any = lambda key: None) -> None:
+    """Every model's ``watch`` (a DVC dependency of its prepare stage) must exist under ``root``;
+    otherwise DVC would stop with a bare "No such file or directory" naming no key. Checked only in
+    a DVC project (``root/dvc.yaml``): a bare conf/ folder has no files to watch."""
+    if not (root / "dvc.yaml").is_file():
+        return
+    for name, model in (data.get("models") or {}).items():
+        watch = (model or {}).get("watch")
+        if isinstance(watch, str) and not (root / watch).exists():
+            raise ConfigError(
+                f"'{watch}' does not exist: name the file or folder whose change should rebuild this model "
+                "(its code, checkpoint or model file), relative to the project root",
+                key=f"models.{name}.watch",
+                source=source_of(f"models.{name}"),
+            )
+
+
 def _override_for(key: str | None, overrides: Sequence[str]) -> str | None:
     if not key:
         return None
+    key = re.sub(r"\[(\d+)\]", r".\1", key)  # pydantic's inputs[0] is Hydra's inputs.0
     for text in overrides:
         k = text.lstrip("+~").split("=", 1)[0]
         if "@" in k:
             k = k.split("@", 1)[1]
-        if key == k or key.startswith(k + ".") or key.startswith(k + "["):
+        if key == k or key.startswith(k + "."):
             return text
     return None
 

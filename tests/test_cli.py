@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def ws(tmp_path, monkeypatch):
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
     shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    for watched in ("pipeline/models", "requirements"):  # the models' `watch` paths must exist
+        shutil.copytree(ROOT / watched, tmp_path / watched)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     yield tmp_path

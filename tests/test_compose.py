@@ -27,6 +27,8 @@ def _clean_hydra():
 def ws(tmp_path, monkeypatch):
     shutil.copytree(CONF, tmp_path / "conf")
     shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    for watched in ("pipeline/models", "requirements"):  # the models' `watch` paths must exist
+        shutil.copytree(ROOT / watched, tmp_path / watched)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -117,3 +119,19 @@ def test_fifty_builds_compose(ws):
 def test_missing_config_dir_is_one_line(ws):
     with pytest.raises(ConfigError, match="config not found"):
         compose([], ws / "nowhere")
+
+
+def test_watch_path_must_exist_in_a_dvc_project(ws, capsys):
+    params = ws / "params.yaml"
+    assert main([]) == 0
+    before = params.read_bytes()
+    assert main(["models.digits_cnn.watch=pipeline/models/gone.py"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "key 'models.digits_cnn.watch'" in err and "gone.py" in err
+    assert params.read_bytes() == before
+
+
+def test_override_of_a_list_item_is_named(ws, capsys):
+    assert main(["models.digits_cnn.inputs.0.dtype=float64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "inputs[0].dtype" in err and "(set by override 'models.digits_cnn.inputs.0.dtype=float64')" in err

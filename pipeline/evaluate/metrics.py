@@ -19,6 +19,7 @@ from pipeline.evaluate.fidelity import (
     cast_feeds,
     compare,
     fixed_batch,
+    match_outputs,
     run_batched,
     top1_agreement,
 )
@@ -126,8 +127,9 @@ def _fidelity_and_accuracy(
     fid = compare({k: v[:n_fid] for k, v in outputs.items()}, {k: v[:n_fid] for k, v in ref.outputs.items()})
     if len(fid["per_output"]) < 2:
         del fid["per_output"]  # one output: identical to the totals
-    first_out = next(iter(outputs.values()))
-    first_ref = next(iter(ref.outputs.values()))
+    # the classifier's scores: the reference's first output and the build output paired with it
+    out_name, ref_name = match_outputs(outputs, ref.outputs)[0]
+    first_out, first_ref = outputs[out_name], ref.outputs[ref_name]
     if classification:
         fid["top1_agreement"] = top1_agreement(first_out[:n_fid], first_ref[:n_fid])
     acc = None

@@ -107,16 +107,16 @@ def prepare(spec: ModelSpec, out_dir: Path, log: logging.Logger) -> dict[str, An
         if spec.train is not None:
             with keras_train.deterministic(spec.train.seed):
                 model = _build_or_load(spec, kind, stage="prepare")
-                check_model_inputs(model, spec)
+                check_model_inputs(model, spec, dims=None)
                 metrics = keras_train.train(model, spec.train, spec.inputs or [], log)
             save_keras(model, tmp / KERAS_FILE)
         elif kind == "factory":
-            with keras_train.deterministic(spec.reference.seed):
+            with keras_train.deterministic(0):  # as torch sources: untrained weights from a fixed seed
                 model = _build_or_load(spec, kind, stage="prepare")
-            check_model_inputs(model, spec)
+            check_model_inputs(model, spec, dims=None)
             save_keras(model, tmp / KERAS_FILE)
         elif kind == "keras_file":
-            check_model_inputs(_build_or_load(spec, kind, stage="prepare"), spec)
+            check_model_inputs(_build_or_load(spec, kind, stage="prepare"), spec, dims=None)
             shutil.copyfile(spec.path, tmp / (KERAS_FILE if Path(spec.path).suffix == ".keras" else H5_FILE))
         else:
             _serving_signature(_load_saved_model(Path(spec.path), "prepare"), "prepare")
@@ -146,7 +146,7 @@ def export(spec: ModelSpec, source_dir: Path, out_dir: Path, log: logging.Logger
     else:
         kind = "keras"
         model = _load_keras(spec, _keras_file(source_dir), stage="export")
-        check_model_inputs(model, spec)
+        check_model_inputs(model, spec, dims=spec.export.dims)
         body = _keras_body(spec, model)
     fn = tf.function(body, input_signature=sig, autograph=False)
 
@@ -260,8 +260,11 @@ def _serving_signature(loaded, stage: str):
     )
 
 
-def check_model_inputs(model, spec: ModelSpec) -> None:
-    """The declared inputs must fit the Keras model's inputs (count, rank, fixed dims), by position."""
+def check_model_inputs(model, spec: ModelSpec, dims: Mapping[str, int] | None) -> None:
+    """The declared inputs must fit the Keras model's inputs (count, rank, fixed dims), by position.
+
+    ``dims`` gives symbolic dims their values (the export stage); the prepare stage passes None and
+    compares only the declared fixed dims, since it does not read ``export`` (a DVC param of export)."""
     declared = spec.inputs or []
     model_inputs = list(getattr(model, "inputs", None) or [])
     if not model_inputs:
@@ -274,8 +277,8 @@ def check_model_inputs(model, spec: ModelSpec) -> None:
         )
     for i, (s, t) in enumerate(zip(declared, model_inputs)):
         have = tuple(t.shape)
-        want = tuple(spec.export.dims[d] if isinstance(d, str) else d for d in s.shape)
-        bad = len(have) != len(want) or any(h is not None and h != w for h, w in zip(have, want))
+        want = tuple((dims or {}).get(d) if isinstance(d, str) else d for d in s.shape)
+        bad = len(have) != len(want) or any(h is not None and w is not None and h != w for h, w in zip(have, want))
         if bad:
             shown = "(" + ", ".join("None" if h is None else str(h) for h in have) + ")"
             raise ConfigError(

@@ -198,6 +198,9 @@ def check(conf_dir: Path, params_file: Path, dvc_yaml: Path | None, log: logging
     log.info("params.yaml is fresh: %s", why)
     params = load_params(params_file)
     validate_project(params, lambda key: str(params_file))
+    from pipeline.compose import check_watch
+
+    check_watch(params, conf_dir.resolve().parent, lambda key: str(params_file))
     if dvc_yaml is not None and dvc_yaml.is_file():
         check_keys(dvc_yaml, params, params_file)
     return why

@@ -95,7 +95,9 @@ def test_stage_params_are_exactly_what_each_stage_reads(project):
     params = composed(project)
     for name, build in params["builds"].items():
         m = build["model"]
-        assert stages[f"passes@{name}"]["params"] == sorted([f"builds.{name}.model", f"builds.{name}.passes"])
+        assert stages[f"passes@{name}"]["params"] == sorted(
+            [f"builds.{name}.model", f"builds.{name}.passes", f"models.{m}.export.dims"]
+        )
         q = stages[f"quantize@{name}"]["params"]
         assert f"builds.{name}.quantization" in q and f"models.{m}.calibration" in q
         assert not any(".target" in p or ".evaluate" in p or ".passes" in p for p in q)

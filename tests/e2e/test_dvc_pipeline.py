@@ -79,6 +79,18 @@ def test_repro_noop_targeted_reruns_stale_check_and_failures(small_repo):
     status = repo.dvc("status", "--json").stdout
     assert "evaluate@cnn_fp32" in json.loads(status)
 
+    # a stage that fails (missing checkpoint) destroys nothing: outputs are persistent and replaced
+    # atomically only on success, so the earlier source, its metrics and the downstream artifacts stay
+    source = repo.path / "artifacts" / "models" / "digits_cnn" / "source" / "model.pt"
+    before = source.read_bytes()
+    repo.onnxbuild("compose", "target.threads=2", "models.digits_cnn.checkpoint=/nonexistent/ckpt.pt")
+    broken = repo.dvc("repro", check=False)
+    assert broken.returncode != 0
+    assert "models.digits_cnn.checkpoint" in broken.stderr + broken.stdout
+    assert source.read_bytes() == before
+    assert (repo.path / "metrics" / "models" / "digits_cnn.json").is_file()
+    assert (repo.path / "artifacts" / "models" / "digits_cnn" / "export" / "model.onnx").is_file()
+
 
 def test_lock_contention_gives_a_clear_message(small_repo):
     from dvc.repo import Repo as DvcRepo

@@ -21,8 +21,11 @@ LOG = logging.getLogger("test.check")
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    """A workspace with conf/, dvc.yaml, .dvc/config and a freshly composed params.yaml."""
+    """A workspace with conf/, dvc.yaml, .dvc/config, the models' watched files and a freshly composed
+    params.yaml."""
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copytree(ROOT / "pipeline" / "models", tmp_path / "pipeline" / "models")
+    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
     shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     (tmp_path / ".dvc").mkdir()
     shutil.copy2(ROOT / ".dvc" / "config", tmp_path / ".dvc" / "config")
@@ -142,3 +145,14 @@ def test_entry_point_fails_in_one_line_without_stamp(ws, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "onnxbuild compose" in err[0]
     assert not (ws / "artifacts" / "params.ok").exists()
+
+
+def test_a_watch_path_that_does_not_exist_names_the_key(ws):
+    import yaml
+
+    data = yaml.safe_load(Path("params.yaml").read_text())
+    data["models"]["digits_cnn"]["watch"] = "pipeline/models/gone.py"
+    Path("params.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        check_mod.check(Path("conf"), Path("params.yaml"), Path("dvc.yaml"), LOG)
+    assert err.value.key == "models.digits_cnn.watch" and "gone.py" in str(err.value)
