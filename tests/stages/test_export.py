@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-import yaml
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[2]
 
 CNN = {
     "framework": "torch",
@@ -39,32 +34,16 @@ class ShapeBranch(nn.Module):
         return y * 2 if x.shape[0] == 2 else y
 
 
-def _run(root: Path, stage: str, model: str = "cnn") -> subprocess.CompletedProcess:
-    base = f"artifacts/models/{model}"
-    args = {
-        "prepare": ["--out", f"{base}/source", "--metrics", f"metrics/models/{model}.json"],
-        "export": ["--source", f"{base}/source", "--out", f"{base}/export"],
-    }[stage]
-    cmd = [sys.executable, "-m", f"pipeline.stages.{stage}", "--params", "params.yaml", "--model", model, *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ONNXBUILD_LOG_DIR": str(root / "logs")}
-    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _params(root: Path, **models: dict) -> None:
-    (root / "params.yaml").write_text(yaml.safe_dump({"models": models}))
 
 
-def _error_line(proc: subprocess.CompletedProcess) -> str:
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return errors[0]
 
 
-def test_export_writes_artifacts_and_keeps_them_on_failure(tmp_path: Path) -> None:
-    _params(tmp_path, cnn=CNN)
-    assert _run(tmp_path, "prepare").returncode == 0
-    proc = _run(tmp_path, "export")
+def test_export_writes_artifacts_and_keeps_them_on_failure(tmp_path: Path, stages) -> None:
+    stages.write_params(tmp_path, cnn=CNN)
+    assert stages.run(tmp_path, "prepare").returncode == 0
+    proc = stages.run(tmp_path, "export")
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "artifacts/models/cnn/export"
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx", "reference.npz"]
@@ -78,17 +57,17 @@ def test_export_writes_artifacts_and_keeps_them_on_failure(tmp_path: Path) -> No
     before = (out / "model.onnx").read_bytes()
 
     # the recipe's model changed but prepare was not rerun: export fails, the earlier export stays
-    _params(tmp_path, cnn={**CNN, "factory": {**CNN["factory"], "width": 16}})
-    proc = _run(tmp_path, "export")
+    stages.write_params(tmp_path, cnn={**CNN, "factory": {**CNN["factory"], "width": 16}})
+    proc = stages.run(tmp_path, "export")
     assert proc.returncode == 1
-    line = _error_line(proc)
+    line = stages.error_line(proc)
     assert line.startswith("error: export stage, load source failed: ") and "shape mismatch" in line
     assert line.endswith("(full log: " + str(tmp_path / "logs/export/cnn.log") + ")")
     assert (out / "model.onnx").read_bytes() == before
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".export")]
 
 
-def test_verification_failure_leaves_no_model(tmp_path: Path) -> None:
+def test_verification_failure_leaves_no_model(tmp_path: Path, stages) -> None:
     model = {
         "framework": "torch",
         "factory": {"_target_": f"{__name__}.ShapeBranch"},
@@ -97,26 +76,19 @@ def test_verification_failure_leaves_no_model(tmp_path: Path) -> None:
         "export": {"exporter": "torchscript", "opset": 17},
         "reference": {"num_samples": 32},
     }
-    _params(tmp_path, branchy=model)
-    assert _run(tmp_path, "prepare", "branchy").returncode == 0
-    proc = _run(tmp_path, "export", "branchy")
+    stages.write_params(tmp_path, branchy=model)
+    assert stages.run(tmp_path, "prepare", "branchy").returncode == 0
+    proc = stages.run(tmp_path, "export", "branchy")
     assert proc.returncode == 1
-    line = _error_line(proc)
+    line = stages.error_line(proc)
     assert line.startswith("error: export stage, verify failed: ONNX Runtime output 'output_0' differs from torch: max abs err ")
     assert "> atol 0.0001" in line
     assert not (tmp_path / "artifacts/models/branchy/export").exists()
     assert "Traceback" in (tmp_path / "logs/export/branchy.log").read_text()
 
 
-def test_help_does_not_import_frameworks() -> None:
-    code = (
-        "import sys\n"
-        "sys.argv = ['export', '--help']\n"
-        "import pipeline.stages.export as stage\n"
-        "try:\n    stage.main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('torch', 'tensorflow', 'onnxruntime', 'onnx') if m in sys.modules))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_help_does_not_import_frameworks(stages) -> None:
+    proc = stages.help_imports("export", ('torch', 'tensorflow', 'onnxruntime', 'onnx'))
     assert proc.returncode == 0, proc.stderr
     assert "--source" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
