@@ -5,6 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip()
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
+def one_line(exc: BaseException) -> str:
+    """``TypeName: first line of the message``: the cause part of a one-line StageError."""
+    first = first_line(exc)
+    return f"{type(exc).__name__}: {first}" if first != type(exc).__name__ else first
+
+
 class PipelineError(Exception):
     """An error the user can act on. ``str(err)`` is one line; details go to the log file."""
 

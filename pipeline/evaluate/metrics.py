@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ConfigError, StageError
+from pipeline.errors import ConfigError, StageError, first_line
 from pipeline.evaluate.environment import environment
 from pipeline.evaluate.fidelity import (
     accuracy,
@@ -98,7 +98,7 @@ def _session(target: Any, path: Path, params: Any, what: str) -> Any:
     except ConfigError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise StageError("evaluate", "load", f"ONNX Runtime cannot load {what} {path}: {first}") from None
 
 

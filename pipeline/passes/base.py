@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.errors import ConfigError, PipelineError, StageError
+from pipeline.errors import ConfigError, PipelineError, StageError, first_line, one_line
 from pipeline.onnx_utils import MODEL_FILE, external_files, graph_stats, save_model
 from pipeline.schema import Strict
 
@@ -119,11 +119,7 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    if isinstance(exc, PipelineError):
-        return first
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return first_line(exc) if isinstance(exc, PipelineError) else one_line(exc)
 
 
 def run_pass_list(

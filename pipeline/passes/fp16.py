@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import first_line
 from pipeline.passes.base import Pass, PassContext, copy_model, save_like
 from pipeline.schema import Strict
 
@@ -57,7 +58,7 @@ class Float16(Pass):
         try:
             smoke_run(dst, ctx.dims)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise RuntimeError(
                 f"the float16 model does not run in ONNX Runtime ({first}); "
                 "add the failing op types to fp16.op_block_list"

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import field_validator
 
+from pipeline.errors import first_line
 from pipeline.passes.base import Pass, PassContext, copy_model, save_like
 from pipeline.schema import Strict
 
@@ -26,7 +27,7 @@ def convert_opset(model, version: int):
     try:
         converted = onnx.version_converter.convert_version(model, version)
     except Exception as exc:  # onnx raises RuntimeError / ValueError / its C++ errors
-        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = first_line(exc)
         raise ValueError(f"onnx.version_converter cannot convert opset {current} -> {version}: {cause}") from exc
     return converted
 

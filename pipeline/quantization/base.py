@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, first_line
 from pipeline.schema import Strict
 
 if TYPE_CHECKING:
@@ -122,5 +122,5 @@ def check_loads(path: Path) -> None:
     try:
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise RuntimeError(f"the quantized model does not load in ONNX Runtime: {first}") from exc

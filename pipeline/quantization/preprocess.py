@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import first_line
 from pipeline.passes.base import copy_model, save_like, uses_external_data
 from pipeline.quantization.base import onnx_opset
 
@@ -71,7 +72,7 @@ def preprocess(src: Path, dst: Path, log: logging.Logger) -> dict[str, Any]:
             quant_pre_process(str(src), str(dst), **kwargs)
         return {"symbolic_shape_inference": True}
     except Exception as exc:  # "Incomplete symbolic shape inference" and kin, on real models
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         log.info("quant_pre_process failed (%s): retrying with skip_symbolic_shape=True", reason)
     for stale in (dst, dst.parent / (dst.name + ".data")):
         stale.unlink(missing_ok=True)

@@ -72,11 +72,7 @@ def qualify_config_error(err: ConfigError, model: str, source: str | None = None
     return ConfigError(err.reason, key=key, source=err.source or source, choices=err.choices)
 
 
-def one_line(exc: BaseException) -> str:
-    """``TypeName: first line of the message`` — the cause part of a one-line StageError."""
-    text = str(exc).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+from pipeline.errors import one_line  # noqa: E402,F401  (the sources import it from here)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ConfigError, StageError
+from pipeline.errors import ConfigError, StageError, first_line
 
 if TYPE_CHECKING:
     import logging
@@ -147,7 +147,7 @@ def check_file(path: Path, stage: str, check: bool = True):
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
         raise StageError(
-            stage, f"load {path.name}", f"not a valid ONNX file (corrupt or truncated): {_first_line(exc)}"
+            stage, f"load {path.name}", f"not a valid ONNX file (corrupt or truncated): {first_line(exc)}"
         ) from exc
     if not model.HasField("graph") or not model.graph.output or not model.opset_import:
         raise StageError(
@@ -166,7 +166,7 @@ def _check(path: Path, stage: str, step: str) -> None:
     try:
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
-        raise StageError(stage, step, f"{path.name}: {_first_line(exc)}") from exc
+        raise StageError(stage, step, f"{path.name}: {first_line(exc)}") from exc
 
 
 def external_tensors(model, model_dir: Path, stage: str) -> list[dict[str, Any]]:
@@ -380,7 +380,7 @@ def convert(model, opset: int | None, stage: str = "export"):
         except Exception as exc:  # the converter raises plain RuntimeError/ValueError/Exception subclasses
             raise StageError(
                 stage, "opset conversion",
-                f"onnx.version_converter cannot convert opset {current} -> {opset}: {_first_line(exc)}",
+                f"onnx.version_converter cannot convert opset {current} -> {opset}: {first_line(exc)}",
             ) from exc
         changes["opset"] = {"from": current, "to": opset}
     min_ir = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
@@ -468,6 +468,3 @@ def _size(src: Path, files: list[str]) -> int:
     return src.stat().st_size + sum((src.parent / f).stat().st_size for f in files)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)

@@ -17,17 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError, StageError
+from pipeline.errors import PipelineError, StageError, one_line
 from pipeline.fsutil import atomic_dir, write_artifact_json
 from pipeline.onnx_utils import file_stats, model_path, model_size_mb
 
 STAGE = "quantize"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def quantize_build(
@@ -52,7 +46,7 @@ def quantize_build(
     try:
         before = file_stats(src)
     except Exception as exc:
-        raise StageError(STAGE, "input", f"cannot read {src}: {_one_line(exc)}") from exc
+        raise StageError(STAGE, "input", f"cannot read {src}: {one_line(exc)}") from exc
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="onnxbuild-quantize-") as work:
         ctx = QuantContext(
             model_spec=model_spec, log=log, work_dir=Path(work), key=key,
@@ -67,7 +61,7 @@ def quantize_build(
             raise
         except Exception as exc:
             log.debug("quantizer %s failed", name, exc_info=True)
-            raise StageError(STAGE, name, _one_line(exc)) from exc
+            raise StageError(STAGE, name, one_line(exc)) from exc
         seconds = time.perf_counter() - t0
         after = file_stats(dst)
         result = {

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, PipelineError, StageError
+from pipeline.errors import ConfigError, PipelineError, StageError, one_line
 
 LOG_ROOT = Path(os.environ.get("ONNXBUILD_LOG_DIR", "logs"))
 DEFAULT_PARAMS = "params.yaml"
@@ -122,8 +122,7 @@ def main_for(
         return 1
     except Exception as exc:  # an unexpected failure: one line here, the traceback in the log
         logger.debug("%s", traceback.format_exc())
-        cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        err = StageError(stage, item, cause, str(log_file))
+        err = StageError(stage, item, one_line(exc), str(log_file))
         print(f"error: {err}", file=sys.stderr)
         return 1
     logger.debug("done in %.2fs", time.perf_counter() - start)
