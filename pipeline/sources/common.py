@@ -75,6 +75,25 @@ def qualify_config_error(err: ConfigError, model: str, source: str | None = None
 from pipeline.errors import one_line  # noqa: E402,F401  (the sources import it from here)
 
 
+def build_from_factory(factory: Any, expected: type, what: str, key: str = "factory") -> Any:
+    """Call a model factory (``_target_`` + kwargs); a failure or a result that is not ``expected``
+    is a ConfigError naming ``key``."""
+    from pipeline.data import call_factory
+    from pipeline.errors import ConfigError, PipelineError
+
+    try:
+        obj = call_factory(factory, key)
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"factory '{factory.target}' failed: {one_line(exc)}", key=key) from exc
+    if not isinstance(obj, expected):
+        raise ConfigError(
+            f"factory '{factory.target}' returned {type(obj).__name__}, expected {what}", key=f"{key}._target_"
+        )
+    return obj
+
+
 # ---------------------------------------------------------------------------------------------
 # Names and samples
 # ---------------------------------------------------------------------------------------------

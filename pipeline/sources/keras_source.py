@@ -199,23 +199,11 @@ def _build_or_load(spec: ModelSpec, kind: str, stage: str):
     """The model to train or snapshot: the factory's, or the ``.keras``/``.h5`` file."""
     import keras
 
-    from pipeline.data import call_factory
-    from pipeline.sources.common import one_line
+    from pipeline.sources.common import build_from_factory
 
     if kind == "keras_file":
         return _load_keras(spec, Path(spec.path), stage)
-    try:
-        model = call_factory(spec.factory, "factory")
-    except PipelineError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"factory '{spec.factory.target}' failed: {one_line(exc)}", key="factory") from exc
-    if not isinstance(model, keras.Model):
-        raise ConfigError(
-            f"factory '{spec.factory.target}' returned {type(model).__name__}, expected a keras.Model",
-            key="factory._target_",
-        )
-    return model
+    return build_from_factory(spec.factory, keras.Model, "a keras.Model")
 
 
 def _keras_file(source_dir: Path) -> Path:

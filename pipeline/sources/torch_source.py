@@ -35,7 +35,7 @@ from torch import nn
 from pipeline.errors import ConfigError, PipelineError, StageError
 from pipeline.fsutil import atomic_dir
 from pipeline.schema import ModelSpec
-from pipeline.sources.common import finish_export, one_line, output_names, reference_samples, save_onnx
+from pipeline.sources.common import build_from_factory, finish_export, one_line, output_names, reference_samples, save_onnx
 from pipeline.train.torch_train import deterministic
 from pipeline.train.torch_train import train as train_module
 
@@ -50,19 +50,8 @@ VERIFY_BATCH = 64
 
 def build_module(spec: ModelSpec) -> nn.Module:
     """Call ``spec.factory`` and check it returns an ``nn.Module`` whose forward takes the inputs."""
-    from pipeline.data import call_factory
-
     target = spec.factory.target
-    try:
-        module = call_factory(spec.factory, "factory")
-    except PipelineError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"factory '{target}' failed: {one_line(exc)}", key="factory") from exc
-    if not isinstance(module, nn.Module):
-        raise ConfigError(
-            f"factory '{target}' returned {type(module).__name__}, expected a torch.nn.Module", key="factory._target_"
-        )
+    module = build_from_factory(spec.factory, nn.Module, "a torch.nn.Module")
     _check_forward(module, [s.name for s in spec.inputs or []], target)
     return module
 
