@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import StageError
+from pipeline.evaluate.gates import metric_value
 
 # CSV columns, in order (one row per build; empty when a build has no such value)
 COLUMNS = (
@@ -60,15 +61,6 @@ def load_metrics(metrics_dir: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _get(data: dict[str, Any], path: str) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def row(name: str, m: dict[str, Any]) -> dict[str, Any]:
     """One flat row of a build's metrics (keys: COLUMNS)."""
     build = m.get("build") or {}
@@ -79,25 +71,25 @@ def row(name: str, m: dict[str, Any]) -> dict[str, Any]:
         "quantization": build.get("quantization"),
         "passes": "+".join(build.get("passes") or []) or None,
         "target": build.get("target"),
-        "threads": _get(m, "environment.threads.intra_op"),
-        "batch_size": _get(m, "benchmark.batch_size"),
-        "p50_ms": _get(m, "latency_ms.p50"),
-        "p90_ms": _get(m, "latency_ms.p90"),
-        "p99_ms": _get(m, "latency_ms.p99"),
-        "mean_ms": _get(m, "latency_ms.mean"),
-        "std_ms": _get(m, "latency_ms.std"),
+        "threads": metric_value(m, "environment.threads.intra_op"),
+        "batch_size": metric_value(m, "benchmark.batch_size"),
+        "p50_ms": metric_value(m, "latency_ms.p50"),
+        "p90_ms": metric_value(m, "latency_ms.p90"),
+        "p99_ms": metric_value(m, "latency_ms.p99"),
+        "mean_ms": metric_value(m, "latency_ms.mean"),
+        "std_ms": metric_value(m, "latency_ms.std"),
         "throughput_per_s": m.get("throughput_per_s"),
-        "reference_p50_ms": _get(m, "reference.latency_ms.p50"),
+        "reference_p50_ms": metric_value(m, "reference.latency_ms.p50"),
         "speedup": m.get("speedup"),
         "size_mb": m.get("model_size_mb"),
         "num_nodes": m.get("num_nodes"),
-        "cosine_min": _get(m, "fidelity.cosine_min"),
-        "max_abs_err": _get(m, "fidelity.max_abs_err"),
-        "mean_abs_err": _get(m, "fidelity.mean_abs_err"),
-        "top1_agreement": _get(m, "fidelity.top1_agreement"),
-        "top1": _get(m, "accuracy.top1"),
-        "source_top1": _get(m, "accuracy.source_top1"),
-        "accuracy_drop": _get(m, "accuracy.drop"),
+        "cosine_min": metric_value(m, "fidelity.cosine_min"),
+        "max_abs_err": metric_value(m, "fidelity.max_abs_err"),
+        "mean_abs_err": metric_value(m, "fidelity.mean_abs_err"),
+        "top1_agreement": metric_value(m, "fidelity.top1_agreement"),
+        "top1": metric_value(m, "accuracy.top1"),
+        "source_top1": metric_value(m, "accuracy.source_top1"),
+        "accuracy_drop": metric_value(m, "accuracy.drop"),
         "gates_passed": gates.get("passed"),
         "gate_failures": "; ".join(gates.get("failures") or []) or None,
         "gates_checked": ",".join(sorted(gates.get("checked") or {})) or None,
