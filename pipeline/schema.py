@@ -106,13 +106,23 @@ class Factory(BaseModel):
 
 
 class InputSpec(Strict):
-    """One named model input: dtype, shape with symbolic dims, and the value range for samples."""
+    """One named model input: dtype, shape with symbolic dims, and the value range for samples.
+
+    ``batch_axis``: where the samples of a batch are stacked (0 by default; ``None`` for an input
+    with no batch axis, e.g. a scalar sample rate or a recurrent state fed whole). A model with any
+    input whose batch axis is not 0, or with a ``stream``, runs one sample at a time.
+    ``value``: a constant input (the same value every run, never sampled or stored per sample);
+    for a stream's state input it is the initial state (zeros when not given).
+    """
 
     name: str
     dtype: DType = "float32"
     shape: tuple[int | str, ...]
-    # Sample values are drawn uniformly from [low, high) when no dataset supplies them.
+    # Sample values are drawn uniformly from [low, high) when no dataset supplies them
+    # (low == high: every sample holds that value).
     range: tuple[float, float] = (0.0, 1.0)
+    batch_axis: int | None = 0
+    value: float | int | bool | list[Any] | None = None
 
     @field_validator("shape", mode="before")
     @classmethod
@@ -122,9 +132,20 @@ class InputSpec(Strict):
     @model_validator(mode="after")
     def _range(self) -> InputSpec:
         low, high = self.range
-        if not low < high:
-            raise ValueError(f"range [{low}, {high}] is empty: low must be below high")
+        if not low <= high:
+            raise ValueError(f"range [{low}, {high}] is empty: low must not be above high")
+        if self.batch_axis is not None and not 0 <= self.batch_axis < max(len(self.shape), 1):
+            raise ValueError(
+                f"batch_axis {self.batch_axis} is outside the shape {list(self.shape)} "
+                f"(0..{max(len(self.shape) - 1, 0)}, or null for no batch axis)"
+            )
+        if not self.shape and self.batch_axis is not None:
+            raise ValueError("a scalar input (shape []) has no batch axis: set batch_axis: null")
         return self
+
+    @property
+    def constant(self) -> bool:
+        return self.value is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +195,69 @@ class ReferenceSpec(Strict):
     seed: int = 0
 
 
+# What a model is for: decides which task-true fidelity figures are measured (pipeline/evaluate/task_metrics.py)
+# and which gates a build of it may declare (pipeline/evaluate/gates.py: gate_names).
+Task = Literal["classification", "embedding", "detection", "segmentation", "regression", "other"]
+TASKS: tuple[str, ...] = Task.__args__  # type: ignore[attr-defined]
+
+
+class FidelitySpec(Strict):
+    """How the task's fidelity is read from the outputs (one output: ``output``, default the first).
+
+    classification: class axis last; any axes between the sample axis and the class axis are
+    positions (per-sample agreement = share of positions whose argmax matches).
+    embedding: ``pooling`` over the positions axis (axis 1 of ``[batch, positions, dim]``):
+    ``mean`` (masked by ``mask_input`` when given), ``cls`` (position 0) or ``none`` (already pooled).
+    detection / segmentation: the map is binarised at ``threshold`` (``> threshold``) before IoU.
+    """
+
+    output: str | None = None
+    pooling: Literal["mean", "cls", "none"] = "mean"
+    mask_input: str | None = None
+    threshold: float = 0.5
+
+
+class MetricSpec(Factory):
+    """A custom fidelity metric: ``{_target_: pkg.module.fn, provides: [name, ...], **kwargs}``.
+
+    Called as ``fn(source_outputs, build_outputs, inputs, labels, **kwargs)`` (dicts of numpy arrays
+    by output / input name, labels or None); returns ``{name: number}`` for every name in
+    ``provides``. The numbers land under ``custom.<name>`` in the metrics JSON and can be gated
+    (``gates: {min: {name: threshold}}``)."""
+
+    provides: list[str] = Field(min_length=1)
+
+    @field_validator("provides")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _DIM_NAME.match(name):
+                raise ValueError(f"metric name {name!r} must be an identifier (letters, digits, _)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate names in provides {value}")
+        return value
+
+    def as_hydra(self) -> dict[str, Any]:
+        return {"_target_": self.target, "provides": list(self.provides), **self.kwargs}
+
+
+class StateLink(Strict):
+    """One recurrent state: ``output`` of step t is fed as ``input`` at step t+1."""
+
+    output: str
+    input: str
+
+
+class StreamSpec(Strict):
+    """A stateful streaming model: each reference sample is a stream of ``steps`` calls; the
+    ``state`` outputs feed the matching inputs of the next call (initial state: the input's
+    ``value``, else zeros). Per-step inputs are stored as ``[samples, steps, *shape]``; latency is
+    per step."""
+
+    steps: int = Field(8, ge=2)
+    state: list[StateLink] = Field(min_length=1)
+
+
 class ModelSpec(Strict):
     framework: Literal["torch", "keras", "tflite", "onnx"]
     factory: Factory | None = None  # torch / keras: builds the module
@@ -183,7 +267,10 @@ class ModelSpec(Strict):
     watch: str
     inputs: list[InputSpec] | None = None  # None only for onnx (read from the graph)
     outputs: list[str] | None = None
-    task: Literal["classification", "regression", "embedding", "other"] = "classification"
+    task: Task = "classification"
+    fidelity: FidelitySpec = Field(default_factory=FidelitySpec)
+    metrics: list[MetricSpec] = Field(default_factory=list)  # custom metrics for every build of this model
+    stream: StreamSpec | None = None
     train: TrainSpec | None = None
     export: ExportSpec = Field(default_factory=ExportSpec)
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
@@ -209,10 +296,28 @@ class ModelSpec(Strict):
                 raise ValueError("export.opset: the dynamo exporter needs opset 18 or higher")
             if self.export.exporter == "torchscript" and self.export.opset > 20:
                 raise ValueError("export.opset: the torchscript exporter supports opset 20 at most")
+        if self.stream is not None and not self.inputs:
+            raise ValueError("a stream model needs 'inputs' declared (the state inputs among them)")
         if self.inputs:
             names = [i.name for i in self.inputs]
             if len(set(names)) != len(names):
                 raise ValueError(f"inputs: duplicate input names in {names}")
+            if self.fidelity.mask_input is not None and self.fidelity.mask_input not in names:
+                raise ValueError(
+                    f"fidelity.mask_input '{self.fidelity.mask_input}' is not one of the inputs {names}"
+                )
+            if self.stream is not None:
+                for link in self.stream.state:
+                    if link.input not in names:
+                        raise ValueError(
+                            f"stream.state: input '{link.input}' (fed from output '{link.output}') "
+                            f"is not one of the inputs {names}"
+                        )
+                    if self.outputs is not None and link.output not in self.outputs:
+                        raise ValueError(
+                            f"stream.state: output '{link.output}' (feeding input '{link.input}') "
+                            f"is not one of the outputs {list(self.outputs)}"
+                        )
             for spec in self.inputs:
                 for dim in spec.shape:
                     if isinstance(dim, str) and dim not in self.export.dims:
@@ -243,8 +348,15 @@ class Selected(BaseModel):
 
 
 class Gates(Strict):
-    """Thresholds that fail a build that got worse. ``None`` disables a gate."""
+    """Thresholds that fail a build that got worse. ``None`` disables a gate.
 
+    The named gates below are shorthands; ``min`` / ``max`` gate any metric by its short name
+    (``{min: {iou_min: 0.95}, max: {rel_err_max: 0.05}}``): the names valid for a model's task and
+    its custom metrics are listed by ``pipeline.evaluate.gates.gate_names`` (unknown names are
+    compose-time errors)."""
+
+    min: dict[str, float] = Field(default_factory=dict)
+    max: dict[str, float] = Field(default_factory=dict)
     min_speedup: float | None = None
     min_cosine: float | None = None
     max_abs_err: float | None = None
@@ -259,6 +371,7 @@ class EvaluateSpec(Strict):
     runs: int = Field(100, ge=10)
     batch_size: int = Field(1, ge=1)
     fidelity_samples: int = Field(64, ge=32)
+    metrics: list[MetricSpec] = Field(default_factory=list)  # custom metrics of this build (beside the model's)
     gates: Gates = Field(default_factory=Gates)
 
 
@@ -411,8 +524,28 @@ def validate_project(data: Any, source_of: SourceOf = _no_source) -> Project:
             raise ConfigError(
                 f"unknown model '{build.model}'", key=f"{key}.model", source=source_of(key), choices=models
             )
+        check_gate_names(build, models[build.model], key, source_of(key))
         builds[name] = build
     return Project(models=models, builds=builds)
+
+
+def check_gate_names(build: BuildSpec, model: ModelSpec, key: str, source: str | None = None) -> None:
+    """Every ``gates.min`` / ``gates.max`` name must be measurable for the model's task (or be a
+    custom metric the model or the build declares); one error naming the key and the valid names."""
+    from pipeline.evaluate.gates import gate_names
+
+    valid = gate_names(model.task, [*model.metrics, *build.evaluate.metrics])
+    for kind in ("min", "max"):
+        for name, threshold in getattr(build.evaluate.gates, kind).items():
+            if name not in valid:
+                raise ConfigError(
+                    f"gate '{name}' cannot be measured for a model with task '{model.task}'",
+                    key=f"{key}.evaluate.gates.{kind}.{name}",
+                    source=source,
+                    choices=sorted(valid),
+                )
+            if threshold != threshold:  # NaN
+                raise ConfigError("a gate threshold must be a number, got nan", key=f"{key}.evaluate.gates.{kind}.{name}", source=source)
 
 
 def pass_params(spec: PassSpec, key: str = "passes") -> Any:

@@ -96,7 +96,18 @@ def test_framework_consistency():
 
 def test_input_range_must_not_be_empty():
     with pytest.raises(ValueError, match="empty"):
-        InputSpec(name="x", shape=[1], range=(1.0, 1.0))
+        InputSpec(name="x", shape=[1], range=(2.0, 1.0))
+    assert InputSpec(name="x", shape=[1], range=(1.0, 1.0)).range == (1.0, 1.0)  # a constant range
+
+
+def test_scalar_and_constant_inputs():
+    sr = InputSpec(name="sr", dtype="int64", shape=[], batch_axis=None, value=16000)
+    assert sr.constant and sr.shape == ()
+    with pytest.raises(ValueError, match="batch_axis: null"):
+        InputSpec(name="sr", dtype="int64", shape=[])
+    with pytest.raises(ValueError, match="outside the shape"):
+        InputSpec(name="state", shape=[2, 1, 128], batch_axis=3)
+    assert InputSpec(name="state", shape=[2, "batch", 128], batch_axis=1).batch_axis == 1
 
 
 def test_valid_project():

@@ -18,6 +18,54 @@ GATES: dict[str, tuple[str, str]] = {
 }
 
 
+# Short metric names that ``gates.min`` / ``gates.max`` accept -> metric path in the metrics JSON.
+# One place: the fidelity code writes exactly these paths, the schema checks gate names against them.
+COMMON_METRICS: dict[str, str] = {
+    "speedup": "speedup",
+    "p50_ms": "latency_ms.p50",
+    "p90_ms": "latency_ms.p90",
+    "p99_ms": "latency_ms.p99",
+    "size_mb": "model_size_mb",
+    "cosine_min": "fidelity.cosine_min",
+    "cosine_mean": "fidelity.cosine_mean",
+    "max_abs_err": "fidelity.max_abs_err",
+    "mean_abs_err": "fidelity.mean_abs_err",
+}
+# per task: the task-true fidelity figures (every one a per-sample minimum / maximum, or a mean beside one)
+TASK_METRICS: dict[str, dict[str, str]] = {
+    "classification": {
+        "top1_agreement": "fidelity.top1_agreement",
+        "top1_agreement_min": "fidelity.top1_agreement_min",
+        "top1": "accuracy.top1",
+        "accuracy_drop": "accuracy.drop",
+    },
+    "embedding": {
+        "embedding_cosine_min": "fidelity.embedding_cosine_min",
+        "embedding_cosine_mean": "fidelity.embedding_cosine_mean",
+    },
+    "detection": {"iou_min": "fidelity.iou_min", "iou_mean": "fidelity.iou_mean"},
+    "segmentation": {"iou_min": "fidelity.iou_min", "iou_mean": "fidelity.iou_mean"},
+    "regression": {
+        "abs_err_max": "fidelity.abs_err_max",
+        "abs_err_mean": "fidelity.abs_err_mean",
+        "rel_err_max": "fidelity.rel_err_max",
+        "rel_err_mean": "fidelity.rel_err_mean",
+    },
+}
+TASK_METRICS["other"] = TASK_METRICS["regression"]
+CUSTOM_PREFIX = "custom."
+
+
+def gate_names(task: str, custom: Any = ()) -> dict[str, str]:
+    """Every short name a build of a ``task`` model may gate -> its metric path (custom metrics:
+    each name in a MetricSpec's ``provides`` -> ``custom.<name>``)."""
+    names = {**COMMON_METRICS, **TASK_METRICS[task]}
+    for spec in custom:
+        for name in spec.provides:
+            names[name] = CUSTOM_PREFIX + name
+    return names
+
+
 def metric_value(metrics: Mapping[str, Any], path: str) -> Any:
     """``metrics["a"]["b"]`` for path ``a.b``; None when any part is missing."""
     node: Any = metrics
@@ -38,22 +86,34 @@ def _fmt_pair(value: float, threshold: float) -> tuple[str, str]:
     return repr(value), shown
 
 
-def _gate_items(gates: Any) -> dict[str, float]:
+def gate_items(gates: Any, task: str = "classification") -> list[tuple[str, str, str, float]]:
+    """``(gate label, metric path, "min"/"max", threshold)`` for every gate that is set.
+
+    Named gates (``min_cosine``) and the ``min`` / ``max`` maps by short metric name
+    (``{min: {iou_min: 0.95}}``); a short name that is no built-in metric of ``task`` is a custom
+    metric (``custom.<name>``), checked against the declared ``provides`` at compose time."""
     if gates is None:
-        return {}
+        return []
     data = gates.model_dump() if hasattr(gates, "model_dump") else dict(gates)
+    data = dict(data)
+    by_name = {"min": dict(data.pop("min", None) or {}), "max": dict(data.pop("max", None) or {})}
     unknown = set(data) - set(GATES)
     if unknown:
-        raise ValueError(f"unknown gate(s) {sorted(unknown)}; valid: {sorted(GATES)}")
-    return {name: float(v) for name, v in data.items() if v is not None}
+        raise ValueError(f"unknown gate(s) {sorted(unknown)}; valid: {sorted([*GATES, 'min', 'max'])}")
+    items = [(gate, *GATES[gate], float(v)) for gate, v in sorted(data.items()) if v is not None]
+    known = {**COMMON_METRICS, **TASK_METRICS.get(task, {})}
+    for kind in ("min", "max"):
+        for name, v in sorted(by_name[kind].items()):
+            items.append((f"{kind}.{name}", known.get(name, CUSTOM_PREFIX + name), kind, float(v)))
+    return items
 
 
 def evaluate_gates(metrics: Mapping[str, Any], gates: Any) -> dict[str, Any]:
     """``{passed, failures: [...], checked: {gate: {metric, threshold, value, passed}}}``."""
     checked: dict[str, Any] = {}
     failures: list[str] = []
-    for gate, threshold in sorted(_gate_items(gates).items()):
-        path, kind = GATES[gate]
+    task = metric_value(metrics, "build.task") or "classification"
+    for gate, path, kind, threshold in gate_items(gates, task):
         value = metric_value(metrics, path)
         if value is None:
             ok = False
