@@ -74,14 +74,15 @@ def load(
     return Samples({input_name: batch}, labels)
 
 
-def render_line(rng: np.random.Generator) -> np.ndarray:
-    """One upright text-line crop: uint8 ``[h, w, 3]``, dark text on a light background, noisy."""
+def render_line(rng: np.random.Generator, words: tuple[int, int] = WORDS_PER_LINE) -> np.ndarray:
+    """One upright text-line crop of ``words`` (inclusive range) random words: uint8 ``[h, w, 3]``,
+    dark text on a light background, noisy."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     size = int(rng.integers(FONT_SIZES[0], FONT_SIZES[1] + 1))
     font = ImageFont.load_default(size=size)
-    text = _random_text(rng)
+    text = random_text(rng, words)
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
     # margins around the ink, as a text detector's box leaves them
@@ -119,9 +120,10 @@ def resize_norm_img(img: np.ndarray, image_shape: tuple[int, int, int] = IMAGE_S
     return padded
 
 
-def _random_text(rng: np.random.Generator) -> str:
+def random_text(rng: np.random.Generator, count: tuple[int, int] = WORDS_PER_LINE) -> str:
+    """``count`` (inclusive range) random words: lower-case, capitalised, upper-case or digits."""
     words = []
-    for _ in range(int(rng.integers(WORDS_PER_LINE[0], WORDS_PER_LINE[1] + 1))):
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
         kind = rng.random()
         length = int(rng.integers(2, 9))
         if kind < 0.2:
