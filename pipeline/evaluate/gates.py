@@ -54,6 +54,10 @@ TASK_METRICS: dict[str, dict[str, str]] = {
 }
 TASK_METRICS["other"] = TASK_METRICS["regression"]
 CUSTOM_PREFIX = "custom."
+# metrics measured against the source's outputs: no gate on them passes while a reference output is
+# degenerate (constant over samples, all zero, non-finite; pipeline.evaluate.reference_check)
+REFERENCE_BOUND: tuple[str, ...] = ("fidelity.", "accuracy.", CUSTOM_PREFIX)
+DEGENERATE_PATH = "fidelity.reference_degenerate"
 
 
 def gate_names(task: str, custom: Any = ()) -> dict[str, str]:
@@ -109,13 +113,22 @@ def gate_items(gates: Any, task: str = "classification") -> list[tuple[str, str,
 
 
 def evaluate_gates(metrics: Mapping[str, Any], gates: Any) -> dict[str, Any]:
-    """``{passed, failures: [...], checked: {gate: {metric, threshold, value, passed}}}``."""
+    """``{passed, failures: [...], checked: {gate: {metric, threshold, value, passed}}}``.
+
+    While ``fidelity.reference_degenerate`` names a degenerate reference output, every gate on a
+    metric measured against the reference (:data:`REFERENCE_BOUND`) fails, whatever its value."""
     checked: dict[str, Any] = {}
     failures: list[str] = []
     task = metric_value(metrics, "build.task") or "classification"
+    degenerate = metric_value(metrics, DEGENERATE_PATH) or {}
     for gate, path, kind, threshold in gate_items(gates, task):
         value = metric_value(metrics, path)
-        if value is None:
+        if degenerate and path.startswith(REFERENCE_BOUND):
+            from pipeline.evaluate.reference_check import describe
+
+            ok, value = False, None if value is None else float(value)
+            failures.append(f"{describe(degenerate)}: {path.split('.')[0]} gate {gate} cannot pass")
+        elif value is None:
             ok = False
             failures.append(f"{path} was not measured, but {gate} {threshold!r} requires it")
         else:

@@ -21,10 +21,12 @@ from pipeline.evaluate.fidelity import (
     fixed_batch,
     match_outputs,
     run_batched,
-    top1_agreement,
 )
-from pipeline.evaluate.gates import evaluate_gates
+from pipeline.evaluate.custom_metrics import run_custom_metrics
+from pipeline.evaluate.gates import TASK_METRICS, evaluate_gates
 from pipeline.evaluate.latency import benchmark_lock, measure_interleaved, stats_ms
+from pipeline.evaluate.reference_check import degenerate_outputs
+from pipeline.evaluate.task_metrics import task_fidelity
 from pipeline.onnx_utils import file_stats, model_path, model_size_mb
 
 REFERENCE_FILE = "reference.npz"
@@ -40,6 +42,13 @@ HEADLINE = (
     ("size_mb", "model_size_mb"),
     ("cosine_min", "fidelity.cosine_min"),
     ("top1_agreement", "fidelity.top1_agreement"),
+    # the task-true fidelity figures (only the model's task's are present)
+    *dict.fromkeys(
+        (name, path)
+        for figures in TASK_METRICS.values()
+        for name, path in figures.items()
+        if path.startswith("fidelity.") and name != "top1_agreement"
+    ),
     ("top1", "accuracy.top1"),
     ("accuracy_drop", "accuracy.drop"),
     ("gates_passed", "gates.passed"),
@@ -114,8 +123,11 @@ def _latency_batch(session: Any, batch_size: int, key: str) -> int:
 
 
 def _fidelity_and_accuracy(
-    session: Any, ref: Reference, samples: int, classification: bool, log: logging.Logger
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    session: Any, ref: Reference, samples: int, model_spec: Any, log: logging.Logger, custom: Any = ()
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """``(fidelity, accuracy or None, {"custom": ..., "custom_errors": ...})``: the generic and the
+    task's fidelity figures, top-1 accuracy (classification with labels) and the ``custom`` metrics."""
+    classification = model_spec.task == "classification"
     n_fid = min(samples, ref.num_samples)
     if n_fid < samples:
         log.warning("reference.npz holds %d samples; fidelity uses %d (asked for %d)", ref.num_samples, n_fid, samples)
@@ -127,17 +139,27 @@ def _fidelity_and_accuracy(
     fid = compare({k: v[:n_fid] for k, v in outputs.items()}, {k: v[:n_fid] for k, v in ref.outputs.items()})
     if len(fid["per_output"]) < 2:
         del fid["per_output"]  # one output: identical to the totals
-    # the classifier's scores: the reference's first output and the build output paired with it
-    out_name, ref_name = match_outputs(outputs, ref.outputs)[0]
-    first_out, first_ref = outputs[out_name], ref.outputs[ref_name]
-    if classification:
-        fid["top1_agreement"] = top1_agreement(first_out[:n_fid], first_ref[:n_fid])
+    # the task's figures, per sample, on its output (fidelity.output, else the first reference output)
+    build_out = {ref_name: outputs[out_name] for out_name, ref_name in match_outputs(outputs, ref.outputs)}
+    build_n = {k: v[:n_fid] for k, v in build_out.items()}
+    ref_n = {k: v[:n_fid] for k, v in ref.outputs.items()}
+    inputs_n = ref.take_inputs(n_fid)
+    stream = getattr(model_spec, "stream", None) is not None
+    fid.update(task_fidelity(model_spec.task, ref_n, build_n, inputs_n, model_spec.fidelity, stream))
+    fid["reference_degenerate"] = degenerate_outputs(ref.outputs)
+    extra: dict[str, Any] = {}
+    if custom:
+        labels_n = None if ref.labels is None else ref.labels[:n_fid]
+        extra["custom"], errors = run_custom_metrics(custom, ref_n, build_n, inputs_n, labels_n, log)
+        if errors:
+            extra["custom_errors"] = errors
+    first_out, first_ref = build_out[fid["output"]], ref.outputs[fid["output"]]
     acc = None
     if use_labels:
         top1 = accuracy(first_out, ref.labels)
         source = accuracy(first_ref, ref.labels)
         acc = {"top1": top1, "source_top1": source, "drop": source - top1, "samples": int(ref.num_samples)}
-    return fid, acc
+    return fid, acc, extra
 
 
 def evaluate_build(
@@ -167,10 +189,15 @@ def evaluate_build(
     artifact = model_path(artifact_dir)
     build_sess = _session(target, artifact, params, "build artifact")
     ref_sess = _session(target, model_path(export_dir), params, "reference export")
-    classification = model_spec.task == "classification"
 
     log.info("fidelity on %d held-out samples", min(spec.fidelity_samples, ref.num_samples))
-    fidelity, acc = _fidelity_and_accuracy(build_sess, ref, spec.fidelity_samples, classification, log)
+    try:
+        fidelity, acc, custom = _fidelity_and_accuracy(
+            build_sess, ref, spec.fidelity_samples, model_spec, log, [*model_spec.metrics, *spec.metrics]
+        )
+    except ConfigError as exc:  # the model spec's task / fidelity keys
+        key = exc.key if (exc.key or "").startswith(("models.", "builds.")) else f"models.{build.model}.{exc.key or 'task'}"
+        raise ConfigError(exc.reason, key=key, choices=exc.choices) from None
 
     batch = _latency_batch(build_sess, spec.batch_size, f"{where}.evaluate.batch_size")
     _latency_batch(ref_sess, spec.batch_size, f"{where}.evaluate.batch_size")
@@ -217,6 +244,7 @@ def evaluate_build(
     }
     if acc is not None:
         metrics["accuracy"] = acc
+    metrics.update(custom)
     metrics["gates"] = evaluate_gates(metrics, spec.gates)
     log.info(
         "p50 %.3f ms (reference %.3f ms, speedup %.2fx), cosine_min %.6f%s",

@@ -352,6 +352,28 @@ def write_export_info(out_dir: str | os.PathLike, info: Mapping[str, Any]) -> Pa
     return path
 
 
+def fits_task(spec: ModelSpec, outputs: Mapping[str, np.ndarray]) -> None:
+    """The model's task metric applies to its fidelity output (a ConfigError naming ``task`` /
+    ``fidelity.*``, the output and its shape, otherwise)."""
+    import numpy as np
+
+    from pipeline.evaluate.task_metrics import check_task_fits, fidelity_output
+
+    name = fidelity_output(spec.fidelity, outputs)
+    check_task_fits(spec.task, spec.fidelity, name, np.shape(outputs[name]), spec.stream is not None)
+
+
+def check_reference(outputs: Mapping[str, np.ndarray], log: logging.Logger | None) -> dict[str, list[str]]:
+    """``{output: [reasons]}`` for degenerate reference outputs (constant over samples, all zero,
+    non-finite), each with a warning: fidelity measured against them means nothing."""
+    from pipeline.evaluate.reference_check import degenerate_outputs, describe
+
+    degenerate = degenerate_outputs(outputs)
+    if degenerate and log is not None:
+        log.warning("%s: fidelity and accuracy gates of its builds cannot pass", describe(degenerate))
+    return degenerate
+
+
 def finish_export(
     spec: ModelSpec,
     out_dir: str | os.PathLike,
@@ -374,6 +396,7 @@ def finish_export(
     desc = describe_onnx(path)
     onnx_outputs = [o["name"] for o in desc["outputs"]]
     expected_by_name = match_outputs(onnx_outputs, expected, framework)
+    fits_task(spec, expected_by_name)
     try:
         actual = run_onnx(path, samples.inputs)
     except Exception as exc:
@@ -402,6 +425,7 @@ def finish_export(
         },
         **dict(extra or {}),
     }
+    info["reference_check"] = check_reference(expected_by_name, log)
     write_export_info(out_dir, info)
     if log is not None:
         log.info(

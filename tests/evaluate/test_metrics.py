@@ -184,7 +184,8 @@ def test_multi_input_int64_embedding_model(tmp_path, bench_lock):
 
     from pipeline.schema import ModelSpec
 
-    spec = ModelSpec(framework="onnx", path="t.onnx", watch="t.onnx", task="embedding")
+    # the model outputs an already pooled embedding: pooling none (mean pooling needs [N, positions, dim])
+    spec = ModelSpec(framework="onnx", path="t.onnx", watch="t.onnx", task="embedding", fidelity={"pooling": "none"})
     build = BuildSpec.model_validate({
         "model": "t", "quantization": Selected(name="none", params=None),
         "target": Selected(name="cpu", params=TARGETS["cpu"].Params(threads=1)),
@@ -192,6 +193,7 @@ def test_multi_input_int64_embedding_model(tmp_path, bench_lock):
     })
     m = evaluate_build(build, spec, artifact, export, LOG, name="t")
     assert m["fidelity"]["cosine_min"] == pytest.approx(1.0, abs=1e-6)
+    assert m["fidelity"]["embedding_cosine_min"] == pytest.approx(1.0, abs=1e-6)
     assert m["fidelity"]["max_abs_err"] == pytest.approx(np.abs(out[:32]).max(), rel=1e-5)
     assert "top1_agreement" not in m["fidelity"] and "accuracy" not in m
     assert m["benchmark"]["batch_size"] == 3
