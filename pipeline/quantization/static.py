@@ -28,6 +28,10 @@ class Calibration(Strict):
     percentile: float = Field(99.999, gt=0.0, le=100.0)  # percentile method only
     dataset: Factory | None = None  # None: the model's calibration factory, else random input samples
     seed: int = 0
+    # The most memory calibration may hold (its inputs, ONNX Runtime's working memory and the collected
+    # outputs); None: min(2 GB, half the available RAM). Samples are fed in chunks that fit it
+    # (pipeline/quantization/bounded.py); the resulting ranges do not depend on it.
+    memory_budget_gb: float | None = Field(None, gt=0.0)
 
 
 def resolve_types(activation: str, weight: str, reduce_range: str | bool, cpu: dict[str, Any]) -> dict[str, Any]:
@@ -70,10 +74,12 @@ class StaticInt8(Quantizer):
 
     def run(self, src: Path, dst: Path, params: Params, ctx: QuantContext) -> dict[str, Any]:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.calibrate import save_tensors_data
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
         from pipeline.hardware import cpu_info
-        from pipeline.quantization.calibration import batches, calibration_samples, data_reader
+        from pipeline.quantization.bounded import budget_bytes, collect_ranges, estimate_activations, plan
+        from pipeline.quantization.calibration import batches, calibration_samples
         from pipeline.quantization.preprocess import prepare
 
         check_exclusions(
@@ -95,8 +101,6 @@ class StaticInt8(Quantizer):
         )
         cal = params.calibration
         arrays, origin = calibration_samples(model_in, cal.dataset, cal.num_samples, cal.seed, ctx)
-        feeds = batches(model_in, arrays)
-        count = sum(len(next(iter(f.values()))) for f in feeds)
         default_ops = set(QLinearOpsRegistry) | set(QDQRegistry) if qdq else set(QLinearOpsRegistry)
         ops = op_types_to_quantize(params.op_types_to_quantize, params.op_types_to_exclude, default_ops)
         extra: dict[str, Any] = {}
@@ -105,10 +109,37 @@ class StaticInt8(Quantizer):
         qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
         external = uses_external_data(model_in)
         t0 = time.perf_counter()
+
+        # calibration in chunks that fit the memory budget, planned before anything runs
+        budget, budget_source = budget_bytes(cal.memory_budget_gb)
+        estimate = estimate_activations(model_in, {k: v[:1] for k, v in arrays.items()}, ctx.log)
+        inputs = sum(int(v.nbytes) for v in arrays.values())
+        available = len(next(iter(arrays.values())))
+        where = (f"{ctx.key}.calibration", ctx.source)
+        chosen = plan(cal.method, estimate, inputs, available, budget, budget_source, *where)
+        feeds = batches(model_in, arrays, max_batch=chosen.batch)
+        per_feed = max(len(next(iter(f.values()))) for f in feeds)
+        if per_feed != chosen.batch:  # the model fixes its batch dim
+            chosen = plan(cal.method, estimate, inputs, available, budget, budget_source, *where, fixed_batch=per_feed)
+        count = sum(len(next(iter(f.values()))) for f in feeds)
+        step = max(1, chosen.chunk // per_feed)
+        chunks = [feeds[i : i + step] for i in range(0, len(feeds), step)]
+        ctx.log.info(
+            "calibration: %s on %d samples in %d chunk(s) of %d, batch %d; %.1f MB of activations per sample "
+            "(%s); planned peak %.2f GB of a %.2f GB budget (%s)",
+            cal.method, count, len(chunks), chosen.chunk, chosen.batch, estimate.per_sample / 2**20,
+            estimate.source, chosen.need / 2**30, budget / 2**30, budget_source,
+        )
+        # quantize_static's own calibrator defaults: every quantizable op type, percentile option by name
+        calibrated_ops = ops if ops is not None else sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+        options = {"percentile": cal.percentile} if cal.method == "percentile" else {}
+        ranges = collect_ranges(model_in, chunks, cal.method, calibrated_ops, options, external, ctx.work_dir)
+        cache = ctx.work_dir / "calibration_ranges.json"
+        save_tensors_data(ranges, cache)
         quantize_static(
             str(model_in),
             str(dst),
-            data_reader(feeds),
+            None,
             quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
             op_types_to_quantize=ops,
             per_channel=params.per_channel,
@@ -119,7 +150,9 @@ class StaticInt8(Quantizer):
             use_external_data_format=external,
             calibrate_method=getattr(CalibrationMethod, METHODS[cal.method]),
             extra_options=extra,
+            calibration_cache_path=str(cache),
         )
+        cache.unlink()
         check_loads(dst)
         info.update(
             {
@@ -132,6 +165,7 @@ class StaticInt8(Quantizer):
                 "calibration_method": cal.method,
                 "calibration_samples": count,
                 "calibration_source": origin,
+                "calibration_memory": chosen.info(estimate),
                 "op_types_to_quantize": ops,
                 "nodes_to_exclude": list(params.nodes_to_exclude),
                 "external_data": external,
