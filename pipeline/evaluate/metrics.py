@@ -27,6 +27,7 @@ from pipeline.evaluate.gates import TASK_METRICS, evaluate_gates
 from pipeline.evaluate.latency import benchmark_lock, measure_interleaved, stats_ms
 from pipeline.evaluate.reference_check import degenerate_outputs
 from pipeline.evaluate.task_metrics import task_fidelity
+from pipeline.evaluate.verdict import build_verdict, speed_noise
 from pipeline.onnx_utils import file_stats, model_path, model_size_mb
 
 REFERENCE_FILE = "reference.npz"
@@ -52,6 +53,7 @@ HEADLINE = (
     ("top1", "accuracy.top1"),
     ("accuracy_drop", "accuracy.drop"),
     ("gates_passed", "gates.passed"),
+    ("verdict", "verdict"),
 )
 
 
@@ -120,6 +122,20 @@ def _latency_batch(session: Any, batch_size: int, key: str) -> int:
             key=key,
         )
     return batch_size
+
+
+def read_search(artifact_dir: str | Path) -> dict[str, Any] | None:
+    """The search record (``search.json``) an ``auto`` build left in its artifact folder, summarised."""
+    from pipeline.search.record import summary
+
+    return summary(Path(artifact_dir))
+
+
+def quality_metrics(session: Any, ref: Reference, samples: int, model_spec: Any, log: logging.Logger) -> dict[str, Any]:
+    """``{"fidelity": ..., "accuracy": ...}`` of ``session`` on ``samples`` reference samples, exactly
+    as :func:`evaluate_build` measures them (the search evaluates its candidates' gates with it)."""
+    fid, acc, custom = _fidelity_and_accuracy(session, ref, samples, model_spec, log, model_spec.metrics)
+    return {"fidelity": fid, **custom} if acc is None else {"fidelity": fid, "accuracy": acc, **custom}
 
 
 def _fidelity_and_accuracy(
@@ -245,7 +261,12 @@ def evaluate_build(
     if acc is not None:
         metrics["accuracy"] = acc
     metrics.update(custom)
+    metrics["speedup_noise"] = speed_noise(times["reference"], times["build"], BLOCKS)
+    search = read_search(artifact_dir)
+    if search is not None:
+        metrics["search"] = search
     metrics["gates"] = evaluate_gates(metrics, spec.gates)
+    metrics.update(build_verdict(metrics, artifact_dir, export_dir))
     log.info(
         "p50 %.3f ms (reference %.3f ms, speedup %.2fx), cosine_min %.6f%s",
         build_stats["p50"],

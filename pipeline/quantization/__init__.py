@@ -7,6 +7,7 @@ only inside ``run``.
 
 from __future__ import annotations
 
+from pipeline.quantization.auto import AutoQuantization
 from pipeline.quantization.base import QuantContext, Quantizer
 from pipeline.quantization.dynamic import DynamicInt8
 from pipeline.quantization.none import NoQuantization
@@ -14,7 +15,7 @@ from pipeline.quantization.static import StaticInt8
 from pipeline.registry import Registry
 
 QUANTIZERS: Registry[type[Quantizer]] = Registry(
-    "quantizer", {cls.name: cls for cls in (NoQuantization, DynamicInt8, StaticInt8)}
+    "quantizer", {cls.name: cls for cls in (NoQuantization, DynamicInt8, StaticInt8, AutoQuantization)}
 )
 
 __all__ = ["QUANTIZERS", "QuantContext", "Quantizer"]

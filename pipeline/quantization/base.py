@@ -13,7 +13,7 @@ from pipeline.errors import ConfigError, first_line
 from pipeline.schema import Strict
 
 if TYPE_CHECKING:
-    from pipeline.schema import ModelSpec
+    from pipeline.schema import BuildSpec, ModelSpec
 
 STAGE = "quantize"
 _SHOWN_NAMES = 20  # node names listed in an "unknown node" error
@@ -30,6 +30,10 @@ class QuantContext:
     key: str = "quantization"  # e.g. builds.cnn_int8.quantization
     model_key: str = "model"  # e.g. models.digits_cnn
     source: str | None = None  # the params file
+    # for quantizers that measure candidates (auto): the build, its name and the model's export folder
+    build: BuildSpec | None = None
+    build_name: str | None = None
+    export_dir: Path | None = None
 
     @property
     def dims(self) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """Stage ``quantize@BUILD``: quantize the passes' output into the build's final artifact.
 
-    python -m pipeline.stages.quantize --build B --input artifacts/builds/B/passes --out artifacts/builds/B/model
+    python -m pipeline.stages.quantize --build B --input artifacts/builds/B/passes --out artifacts/builds/B/model \
+        [--export artifacts/models/M/export]   # needed by quantization: auto (the search)
 
 writes ``out/model.onnx`` (+ external data) and ``out/quantization.json`` (quantizer, resolved params,
 nodes before/after, op histogram, calibration sample count; timings are logged, not written, so the
@@ -33,6 +34,7 @@ def quantize_build(
     *,
     build_name: str | None = None,
     source: str | None = None,
+    export_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Quantize ``input_dir/model.onnx`` with ``build.quantization``; write ``out_dir`` atomically."""
     from pipeline.quantization import QUANTIZERS, QuantContext
@@ -51,6 +53,7 @@ def quantize_build(
         ctx = QuantContext(
             model_spec=model_spec, log=log, work_dir=Path(work), key=key,
             model_key=f"models.{build.model}", source=source,
+            build=build, build_name=build_name, export_dir=Path(export_dir) if export_dir is not None else None,
         )
         dst = model_path(tmp)
         log.info("quantizer %s on %s (%d nodes)", name, src, before["num_nodes"])
@@ -91,13 +94,21 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", required=True, help="build name in params.yaml")
     parser.add_argument("--input", required=True, help="the build's passes folder (holds model.onnx)")
     parser.add_argument("--out", required=True, help="output folder (model.onnx, quantization.json)")
+    parser.add_argument(
+        "--export",
+        help="the model's export folder (model.onnx, reference.npz): needed by quantization 'auto', "
+        "which measures its candidates against the fp32 export",
+    )
 
 
 def _body(args: argparse.Namespace, log: logging.Logger) -> None:
     from pipeline.stages.runner import build_spec, load_params
 
     build, spec = build_spec(load_params(args.params), args.build, source=args.params)
-    quantize_build(build, spec, Path(args.input), Path(args.out), log, build_name=args.build, source=args.params)
+    quantize_build(
+        build, spec, Path(args.input), Path(args.out), log,
+        build_name=args.build, source=args.params, export_dir=args.export,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
