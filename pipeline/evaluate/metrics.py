@@ -26,7 +26,7 @@ from pipeline.evaluate.custom_metrics import run_custom_metrics
 from pipeline.evaluate.gates import TASK_METRICS, evaluate_gates
 from pipeline.evaluate.latency import benchmark_lock, measure_interleaved, stats_ms
 from pipeline.evaluate.reference_check import degenerate_outputs
-from pipeline.evaluate.task_metrics import task_fidelity
+from pipeline.evaluate.task_metrics import class_scores, task_fidelity
 from pipeline.evaluate.verdict import build_verdict, speed_noise
 from pipeline.onnx_utils import file_stats, model_path, model_size_mb
 
@@ -169,7 +169,7 @@ def _fidelity_and_accuracy(
         extra["custom"], errors = run_custom_metrics(custom, ref_n, build_n, inputs_n, labels_n, log)
         if errors:
             extra["custom_errors"] = errors
-    first_out, first_ref = build_out[fid["output"]], ref.outputs[fid["output"]]
+    first_out, first_ref = (class_scores(o[fid["output"]], stream) for o in (build_out, ref.outputs))
     acc = None
     if use_labels:
         top1 = accuracy(first_out, ref.labels)

@@ -9,7 +9,8 @@ errors), beside a mean. The figure names are the ``fidelity.*`` paths of
 ``pipeline.evaluate.gates.TASK_METRICS`` (one place: the gates and the schema read them there).
 
 ==============  ============================================================================
-classification  argmax over the last (class) axis; per sample, the share of its positions
+classification  argmax over the class axis (the last, once trailing size-1 axes are dropped:
+                ``[N, 1000, 1, 1]`` reads as ``[N, 1000]``); per sample, the share of its positions
                 (the axes between the sample and the class axis; one for ``[N, classes]``)
                 whose argmax matches: ``top1_agreement`` (over all positions), ``..._min``
 embedding       pooled per sample (``fidelity.pooling``: ``mean`` over axis 1, weighted by the
@@ -66,6 +67,20 @@ def _shape_text(shape: Sequence[int], stream: bool) -> str:
     return f"{list(shape)} {axes}"
 
 
+def _class_shape(shape: Sequence[int], stream: bool) -> tuple[int, ...]:
+    dims = list(shape)
+    while len(dims) > (2 if stream else 1) + 1 and dims[-1] == 1:
+        dims.pop()
+    return tuple(dims)
+
+
+def class_scores(values: np.ndarray, stream: bool) -> np.ndarray:
+    """Class scores with the class axis last: trailing size-1 axes after the sample (and steps)
+    axes are dropped, so ``[N, 1000, 1, 1]`` reads as ``[N, 1000]``."""
+    arr = np.asarray(values)
+    return arr.reshape(_class_shape(arr.shape, stream))
+
+
 def check_task_fits(
     task: str, spec: FidelitySpec, output_name: str, shape: Sequence[int], stream: bool, *, prefix: str = ""
 ) -> None:
@@ -77,7 +92,8 @@ def check_task_fits(
     per_sample = shape[lead:]
     where = f"output '{output_name}' has shape {_shape_text(shape, stream)}"
     if task == "classification":
-        if len(shape) < lead + 1 or shape[-1] < 2:
+        scores = _class_shape(shape, stream)
+        if len(scores) < lead + 1 or scores[-1] < 2:
             raise ConfigError(
                 f"task 'classification' needs class scores on the last axis (at least 2 classes), but {where}",
                 key=f"{prefix}task",
@@ -134,6 +150,7 @@ def classification(reference_outputs: Arrays, build_outputs: Arrays, inputs: Arr
                    stream: bool) -> dict[str, float]:
     """Top-1 agreement with the source: over all positions of all samples, and the worst sample's."""
     _, ref, out = _pair(reference_outputs, build_outputs, spec)
+    ref, out = class_scores(ref, stream), class_scores(out, stream)
     agree = (out.argmax(axis=-1) == ref.argmax(axis=-1)) & np.isfinite(out).all(axis=-1)
     per_sample = agree.reshape(len(agree), -1).mean(axis=1)
     return {"top1_agreement": float(agree.mean()), "top1_agreement_min": float(per_sample.min())}

@@ -56,3 +56,63 @@ def test_nan_fails():
 def test_unknown_gate_is_rejected():
     with pytest.raises(ValueError, match="min_sped"):
         check_gates(METRICS, {"min_sped": 1.0})
+
+
+# --- gates by metric name, task figures, custom metrics, degenerate references ------------------
+
+TASK = {
+    "build": {"task": "detection"},
+    "speedup": 1.5,
+    "fidelity": {"cosine_min": 0.95, "iou_min": 0.87, "iou_mean": 0.93, "reference_degenerate": {}},
+    "custom": {"my_metric": 0.96},
+}
+
+
+def test_task_figure_and_custom_metric_gates_by_name():
+    passing = Gates(min={"iou_min": 0.85, "my_metric": 0.95}, max={"iou_mean": 1.0})
+    report = evaluate_gates(TASK, passing)
+    assert report["passed"], report
+    assert report["checked"]["min.iou_min"]["metric"] == "fidelity.iou_min"
+    assert report["checked"]["min.my_metric"]["metric"] == "custom.my_metric"
+    failing = Gates(min={"iou_min": 0.9, "my_metric": 0.97})
+    assert check_gates(TASK, failing) == [
+        "fidelity.iou_min 0.87 < min.iou_min 0.9",
+        "custom.my_metric 0.96 < min.my_metric 0.97",
+    ]
+
+
+def test_custom_metric_that_failed_is_not_measured():
+    metrics = {**TASK, "custom": {}, "custom_errors": {"pkg.fn": "raised RuntimeError: boom"}}
+    assert check_gates(metrics, Gates(min={"my_metric": 0.5})) == [
+        "custom.my_metric was not measured, but min.my_metric 0.5 requires it"
+    ]
+
+
+def test_degenerate_reference_fails_every_reference_bound_gate():
+    metrics = {
+        **METRICS,
+        "fidelity": {**METRICS["fidelity"], "reference_degenerate": {"probs": ["constant over samples"]}},
+        "custom": {"my_metric": 1.0},
+    }
+    gates = Gates(min_cosine=0.5, max_accuracy_drop=0.5, min_speedup=0.5, max_size_mb=2.0, min={"my_metric": 0.5})
+    report = evaluate_gates(metrics, gates)
+    reason = "reference output 'probs' is degenerate (constant over samples)"
+    assert report["failures"] == [
+        f"{reason}: accuracy gate max_accuracy_drop cannot pass",
+        f"{reason}: fidelity gate min_cosine cannot pass",
+        f"{reason}: custom gate min.my_metric cannot pass",
+    ]
+    # the value is still recorded; speed and size gates are judged as usual
+    assert report["checked"]["min_cosine"] == {
+        "metric": "fidelity.cosine_min", "threshold": 0.5, "value": 0.9995, "passed": False
+    }
+    assert report["checked"]["min_speedup"]["passed"] and report["checked"]["max_size_mb"]["passed"]
+
+
+def test_two_degenerate_outputs_are_named_together():
+    metrics = {"fidelity": {"cosine_min": 1.0, "reference_degenerate": {"a": ["all zero"], "b": ["non-finite values"]}}}
+    [msg] = check_gates(metrics, {"min_cosine": 0.9})
+    assert msg == (
+        "reference output 'a' is degenerate (all zero); reference output 'b' is degenerate (non-finite values): "
+        "fidelity gate min_cosine cannot pass"
+    )
