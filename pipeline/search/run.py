@@ -227,18 +227,15 @@ class Search:
         from pipeline.quantization.calibration import batches, calibration_samples
         from pipeline.search.sensitivity import rank_nodes
 
+        from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
         src = self.prepare(cand.graph)
         if cand.mode == "static":
             qdq = self.paths[cand.name]
+            ops = set(cand.op_types or set(QLinearOpsRegistry) | set(QDQRegistry))
         else:
-            from onnxruntime.quantization.registry import QDQRegistry
-
-            stand_in = replace(cand, mode="static", method="minmax")
-            if cand.op_types is None:
-                from onnxruntime.quantization.registry import IntegerOpsRegistry
-
-                ops = tuple(sorted(set(IntegerOpsRegistry) & set(QDQRegistry)))
-                stand_in = replace(stand_in, op_types=ops)
+            ops = set(cand.op_types or set(IntegerOpsRegistry)) & set(QDQRegistry)
+            stand_in = replace(cand, mode="static", method="minmax", op_types=tuple(sorted(ops)))
             impl, qparams = self.quantizer_params(stand_in)
             qdq = self.work / "ranking" / cand.name / "model.onnx"
             qdq.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +243,8 @@ class Search:
         cal = self.params.calibration
         ctx = self.sub_ctx(f"ranking-data-{cand.name}")
         arrays, _ = calibration_samples(src, cal.dataset, self.params.mixed_precision.ranking_samples, cal.seed, ctx)
-        return rank_nodes(src, qdq, batches(src, arrays, max_batch=1), self.work / "ranking" / f"{cand.name}-probe")
+        feeds = batches(src, arrays, max_batch=1)
+        return rank_nodes(src, qdq, feeds, self.work / "ranking" / f"{cand.name}-probe", ops)
 
     def mixed_precision(self, cand: Candidate) -> None:
         from pipeline.search.mixed import search_exclusions

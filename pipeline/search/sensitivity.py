@@ -18,7 +18,7 @@ float removes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,16 @@ class _Unmatched(Exception):
     """A tensor of the QDQ model with no counterpart in the float model."""
 
 
-def quantized_nodes(qdq_model: Any) -> list[Any]:
-    """Nodes of a QDQ model (main graph) that are not Q/DQ and read at least one DequantizeLinear output."""
+def quantized_nodes(qdq_model: Any, op_types: Collection[str] | None = None) -> list[Any]:
+    """Nodes of a QDQ model (main graph) that are not Q/DQ, read at least one DequantizeLinear output
+    and (when given) have one of the quantized ``op_types`` (a consumer of a quantized tensor is not
+    itself quantized: keeping it in float would change nothing)."""
     dq_outputs = {o for n in qdq_model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     return [
         n for n in qdq_model.graph.node
-        if n.op_type not in QDQ_OPS and any(i in dq_outputs for i in n.input)
+        if n.op_type not in QDQ_OPS
+        and (op_types is None or n.op_type in op_types)
+        and any(i in dq_outputs for i in n.input)
     ]
 
 
@@ -157,20 +161,26 @@ class _ProbeBuilder:
         return probe
 
 
-def build_probe(float_path: Path, qdq_path: Path) -> tuple[Any, list[tuple[str, str, str, str]]]:
+def build_probe(
+    float_path: Path, qdq_path: Path, op_types: Collection[str] | None = None
+) -> tuple[Any, list[tuple[str, str, str, str]]]:
     """The probe model and ``(node, op type, err output, signal output)`` per matched quantized node."""
     import onnx
 
     float_model = onnx.load(str(float_path))
     qdq_model = onnx.load(str(qdq_path))
     builder = _ProbeBuilder(float_model, qdq_model)
-    for qnode in quantized_nodes(qdq_model):
+    for qnode in quantized_nodes(qdq_model, op_types):
         builder.add(qnode)
     return builder.model(), builder.outputs
 
 
 def rank_nodes(
-    float_path: Path, qdq_path: Path, feeds: Iterable[dict[str, Any]], work_dir: Path
+    float_path: Path,
+    qdq_path: Path,
+    feeds: Iterable[dict[str, Any]],
+    work_dir: Path,
+    op_types: Collection[str] | None = None,
 ) -> list[NodeError]:
     """Per quantized node, the error it adds with float inputs, most sensitive first.
 
@@ -179,7 +189,7 @@ def rank_nodes(
 
     from pipeline.onnx_utils import save_model
 
-    probe, outputs = build_probe(Path(float_path), Path(qdq_path))
+    probe, outputs = build_probe(Path(float_path), Path(qdq_path), op_types)
     if not outputs:
         return []
     work_dir.mkdir(parents=True, exist_ok=True)
