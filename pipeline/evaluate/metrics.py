@@ -25,7 +25,7 @@ from pipeline.evaluate.fidelity import (
 from pipeline.evaluate.custom_metrics import run_custom_metrics
 from pipeline.evaluate.gates import TASK_METRICS, evaluate_gates
 from pipeline.evaluate.latency import benchmark_lock, measure_interleaved, stats_ms
-from pipeline.evaluate.reference_check import degenerate_outputs
+from pipeline.evaluate.reference_check import degenerate_outputs, describe
 from pipeline.evaluate.task_metrics import class_scores, task_fidelity
 from pipeline.evaluate.verdict import build_verdict, speed_noise
 from pipeline.onnx_utils import file_stats, model_path, model_size_mb
@@ -161,8 +161,13 @@ def _fidelity_and_accuracy(
     ref_n = {k: v[:n_fid] for k, v in ref.outputs.items()}
     inputs_n = ref.take_inputs(n_fid)
     stream = getattr(model_spec, "stream", None) is not None
-    fid.update(task_fidelity(model_spec.task, ref_n, build_n, inputs_n, model_spec.fidelity, stream))
+    task_figures = task_fidelity(model_spec.task, ref_n, build_n, inputs_n, model_spec.fidelity, stream)
+    fid.update(task_figures)
+    log.info("%s fidelity of output '%s': %s", model_spec.task, task_figures["output"], ", ".join(
+        f"{k} {v:.6g}" for k, v in task_figures.items() if k not in ("task", "output")))
     fid["reference_degenerate"] = degenerate_outputs(ref.outputs)
+    if fid["reference_degenerate"]:
+        log.warning("%s: its fidelity, accuracy and custom gates cannot pass", describe(fid["reference_degenerate"]))
     extra: dict[str, Any] = {}
     if custom:
         labels_n = None if ref.labels is None else ref.labels[:n_fid]

@@ -261,3 +261,13 @@ def test_trailing_unit_axes_after_the_classes_are_dropped():
     out = {"p": _one_hot_scores(np.array([0, 2, 2]), 3)[:, :, None, None]}
     figures = TASK_FIDELITY["classification"](ref, out, {}, SPEC, False)
     assert figures == {"top1_agreement": 2 / 3, "top1_agreement_min": 0.0}
+
+
+def test_headline_holds_the_task_figures_that_were_measured():
+    from pipeline.evaluate.metrics import headline
+
+    flat = headline({"fidelity": {"cosine_min": 0.95, "iou_min": 0.87, "iou_mean": 0.9}})
+    assert flat == {"cosine_min": 0.95, "iou_min": 0.87, "iou_mean": 0.9}
+    every = {name for figures in TASK_METRICS.values() for name, path in figures.items() if path.startswith("fidelity.")}
+    nested = {"fidelity": {name: 0.5 for name in every}}
+    assert every <= set(headline(nested))
