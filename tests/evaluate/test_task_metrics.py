@@ -271,3 +271,21 @@ def test_headline_holds_the_task_figures_that_were_measured():
     every = {name for figures in TASK_METRICS.values() for name, path in figures.items() if path.startswith("fidelity.")}
     nested = {"fidelity": {name: 0.5 for name in every}}
     assert every <= set(headline(nested))
+
+
+def test_stream_embedding_pools_each_step_with_its_mask():
+    """[samples, steps, positions, dim] with a [samples, steps, positions] mask: padding ignored per step."""
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(2, 3, 4, 2))
+    out = ref.copy()
+    mask = np.ones((2, 3, 4))
+    mask[:, :, 2:] = 0
+    out[:, :, 2:] += 5.0  # padding only
+    spec = FidelitySpec(mask_input="m")
+    check_task_fits("embedding", spec, "h", ref.shape, True)
+    figures = TASK_FIDELITY["embedding"]({"h": ref}, {"h": out}, {"m": mask}, spec, True)
+    assert figures["embedding_cosine_min"] == pytest.approx(1.0, abs=1e-12)
+    out[1, 2, 0] = -out[1, 2, 0]  # one real position of the last step of sample 1 changes
+    figures = TASK_FIDELITY["embedding"]({"h": ref}, {"h": out}, {"m": mask}, spec, True)
+    assert figures["embedding_cosine_mean"] < 1.0 and figures["embedding_cosine_min"] < 1.0
+    assert figures["embedding_cosine_mean"] == pytest.approx((1.0 + figures["embedding_cosine_min"]) / 2)
