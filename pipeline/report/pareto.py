@@ -1,6 +1,9 @@
-"""The Pareto plot: p50 latency against fidelity (cosine_min) and against top-1 accuracy.
+"""The Pareto plot, per model: p50 latency against its task's per-sample worst-case fidelity figure
+(``iou_min``, ``embedding_cosine_min``, ``top1_agreement_min``, ``rel_err_max``, ...; ``cosine_min``
+for older metrics) and against top-1 accuracy. Builds that fail their gates are drawn as X; failed
+builds have no numbers and are named under the panel.
 
-Fidelity is drawn on a "nines" axis (0.9, 0.99, 0.999, ...), where quantized and float builds with
+Cosine figures are drawn on a "nines" axis (0.9, 0.99, 0.999, ...), where quantized and float builds with
 cosines of 0.9995 and 0.9999999 are told apart; latency goes logarithmic when builds span more than
 a factor of 20. Builds that land on one spot share one label.
 """
@@ -11,6 +14,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from pipeline.evaluate.verdict import FAILED, FAILS_GATES
+from pipeline.report.summary import FALLBACK_FIGURE, model_figures
 
 MAX_NINES = 7.0  # 1 - cos below 1e-7 is float32 rounding: drawn at the top of the axis
 LOG_X_SPAN = 20.0  # use a log latency axis when max/min p50 exceeds this
@@ -71,53 +77,61 @@ def _clusters(xs: list[float], ys: list[float], log_x: bool) -> list[list[int]]:
     return groups
 
 
-def _panel(ax: Any, table: list[dict[str, Any]], key: str, label: str) -> None:
-    pts = [r for r in table if r["p50_ms"] is not None and r[key] is not None]
+def lower_is_better(key: str) -> bool:
+    """Error figures (``abs_err_max``, ``rel_err_max``) are better when lower."""
+    return key.endswith("_max") or key.endswith("_err")
+
+
+def _panel(ax: Any, rows: list[dict[str, Any]], key: str, label: str, title: str) -> None:
+    """One model's builds: p50 against ``key`` (axis ``label``); failed builds (no numbers) named in a note."""
+    pts = [r for r in rows if r["p50_ms"] is not None and r[key] is not None]
+    failed = [r["build"] for r in rows if r.get("verdict") == FAILED]
     ax.grid(True, alpha=0.3, which="both")
+    if failed:
+        ax.text(0.01, 0.01, "failed, not plotted: " + ", ".join(failed), ha="left", va="bottom", fontsize=7,
+                color="dimgray", transform=ax.transAxes)
     if not pts:
         ax.text(0.5, 0.5, f"no build reports {label}", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(label)
+        ax.set_title(title)
         return
     xs = [float(r["p50_ms"]) for r in pts]
     raw = [float(r[key]) for r in pts]
-    ys = [nines(v) for v in raw] if key == "cosine_min" else raw
+    lower = lower_is_better(key)
+    ys = [nines(v) for v in raw] if "cosine" in key else raw
     log_x = min(xs) > 0 and max(xs) / min(xs) > LOG_X_SPAN
-    # one front per model: a build competes with the other builds of its own source, not other tasks
-    groups: dict[Any, list[int]] = {}
-    for i, r in enumerate(pts):
-        groups.setdefault(r.get("model"), []).append(i)
-    front = [False] * len(pts)
-    for idx in groups.values():
-        for i, on_front in zip(idx, pareto_front([(xs[i], raw[i]) for i in idx])):
-            front[i] = on_front
+    front = pareto_front([(x, -v if lower else v) for x, v in zip(xs, raw)])
     for x, y, r, on_front in zip(xs, ys, pts, front):
-        ax.scatter([x], [y], c="tab:red" if on_front else "tab:blue", marker="X" if r["gates_passed"] is False else "o",
+        ax.scatter([x], [y], c="tab:red" if on_front else "tab:blue",
+                   marker="X" if r["gates_passed"] is False or r.get("verdict") == FAILS_GATES else "o",
                    s=80 if on_front else 50, zorder=3, edgecolors="black", linewidths=0.5)
     ax._pareto_labels = [  # placed after layout, when text sizes are known (see _place_labels)
         ("\n".join(pts[j]["build"] for j in group), xs[group[0]], ys[group[0]]) for group in _clusters(xs, ys, log_x)
     ]
-    for idx in groups.values():
-        line = sorted((xs[i], ys[i]) for i in idx if front[i])
-        if len(line) > 1:
-            lx, ly = zip(*line)
-            ax.step(lx, ly, where="post", color="tab:red", linestyle="--", linewidth=1, alpha=0.7, zorder=2)
+    line = sorted((x, y) for x, y, on_front in zip(xs, ys, front) if on_front)
+    if len(line) > 1:
+        lx, ly = zip(*line)
+        ax.step(lx, ly, where="post", color="tab:red", linestyle="--", linewidth=1, alpha=0.7, zorder=2)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("p50 latency, ms (lower is better)" + (", log scale" if log_x else ""))
-    if key == "cosine_min":
+    if "cosine" in key:
         ticks, labels = _nines_ticks(ys)
         ax.set_yticks(ticks, labels)
         ax.set_ylim(ticks[0] - 0.3, ticks[-1] + 0.5)
-        ax.set_ylabel("cosine_min vs source outputs (higher is better)")
+        ax.set_ylabel(f"{label} vs source outputs (higher is better)")
+    elif lower:
+        if min(ys) > 0 and max(ys) / min(ys) > LOG_X_SPAN:
+            ax.set_yscale("log")
+        ax.set_ylabel(f"{label} vs source outputs (lower is better)")
     else:
         lo, hi = min(ys), max(ys)
         pad = max(0.005, 0.15 * (hi - lo))
         ax.set_ylim(max(0.0, lo - pad), min(1.0, hi) + pad)
         ax.set_ylabel(f"{label} (higher is better)")
     ax.margins(x=0.2)
-    ax.set_title(f"latency vs {label}")
+    ax.set_title(title)
 
 
 # (dx, dy) in points, horizontal and vertical alignment: tried in order until a label overlaps nothing
@@ -152,29 +166,44 @@ def _place_labels(fig: Any, ax: Any) -> None:
         placed.append(box)
 
 
+def fidelity_key(rows: list[dict[str, Any]]) -> str:
+    """The y axis of a model's fidelity panel: its task's first per-sample worst-case figure that
+    its builds report, else the raw-output cosine_min."""
+    task = next((r["task"] for r in rows if r.get("task")), None)
+    figures = model_figures(task, rows)
+    return figures[0] if figures else FALLBACK_FIGURE
+
+
 def plot(table: list[dict[str, Any]], path: str | Path) -> Path:
-    """Write the two-panel PNG to ``path``; one labelled point per build, the Pareto front in red."""
+    """Write the PNG to ``path``: per model, latency against its task's fidelity figure and against
+    top-1 accuracy; one labelled point per build, each model's Pareto front in red."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
-    _panel(axes[0], table, "cosine_min", "fidelity")
-    _panel(axes[1], table, "top1", "top-1 accuracy")
+    models: dict[str, list[dict[str, Any]]] = {}
+    for r in table:
+        models.setdefault(r.get("model") or "–", []).append(r)
+    models = dict(sorted(models.items()))
+    fig, axes = plt.subplots(max(1, len(models)), 2, figsize=(14, 5.5 * max(1, len(models))), squeeze=False)
+    for (model, rows), (ax_fid, ax_acc) in zip(models.items(), axes):
+        key = fidelity_key(rows)
+        _panel(ax_fid, rows, key, key, f"{model}: latency vs {key}")
+        _panel(ax_acc, rows, "top1", "top-1 accuracy", f"{model}: latency vs top-1 accuracy")
     legend = [
         Line2D([], [], marker="o", color="w", markerfacecolor="tab:red", markeredgecolor="black", markersize=9,
                label="on its model's Pareto front (dashed)"),
         Line2D([], [], marker="o", color="w", markerfacecolor="tab:blue", markeredgecolor="black", markersize=8,
                label="dominated"),
         Line2D([], [], marker="X", color="w", markerfacecolor="grey", markeredgecolor="black", markersize=9,
-               label="missed a gate"),
+               label="fails its gates"),
     ]
     fig.legend(handles=legend, loc="lower center", ncol=3, frameon=False)
-    fig.suptitle(f"{len(table)} builds: latency against fidelity and accuracy")
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-    for ax in axes:
+    fig.suptitle(f"{len(table)} builds: latency against fidelity and accuracy; failed builds are named, not plotted")
+    fig.tight_layout(rect=(0, 0.06 / len(axes), 1, 1 - 0.04 / len(axes)))
+    for ax in axes.flat:
         _place_labels(fig, ax)
     path = Path(path)
     fig.savefig(path, dpi=110, metadata={"Software": None})

@@ -1,0 +1,212 @@
+"""``summary.md``: what to ship per model, one table per model with its task's fidelity figures and
+each build's verdict, why each verdict, and which metrics each build's gates read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipeline.evaluate.gates import GATES
+from pipeline.evaluate.verdict import FAILED, FASTER
+from pipeline.report.collect import Collected
+from pipeline.report.summary import model_figures
+from pipeline.report.verdicts import SLOWER_BELOW, Recommendation, recommend
+
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _gates(r: Mapping[str, Any]) -> str:
+    if r["gates_passed"] is None:
+        return "–"
+    if r["gates_passed"]:
+        return "pass" if r["gates_checked"] else "none set"
+    return "**FAIL**: " + _cell(r["gate_failures"] or "")
+
+
+def _speedup(r: Mapping[str, Any]) -> str:
+    if r["speedup"] is None:
+        return "–"
+    text = f"{r['speedup']:.2f}×"
+    if r["speedup_low"] is not None and r["speedup_high"] is not None:
+        text += f" ({r['speedup_low']:.2f}–{r['speedup_high']:.2f})"
+    return text
+
+
+def _target(r: Mapping[str, Any]) -> str:
+    if r["target"] is None:
+        return "–"
+    return f"{r['target']} ({r['threads']} threads)" if r["threads"] else str(r["target"])
+
+
+def _verdict(r: Mapping[str, Any]) -> str:
+    return f"**{r['verdict']}**" if r["verdict"] == FASTER else str(r["verdict"] or "–")
+
+
+def figure_format(name: str) -> str:
+    """Digits for a fidelity figure: cosines tell 0.9995 from 0.9999999; errors are magnitudes."""
+    if "cosine" in name:
+        return ".6f"
+    return ".3g" if name.endswith("_max") else ".4f"
+
+
+def _gate_kind(label: str) -> str | None:
+    if label in GATES:
+        return GATES[label][1]
+    kind = label.split(".", 1)[0]
+    return kind if kind in ("min", "max") else None
+
+
+def gates_used(metrics: Mapping[str, Any]) -> str:
+    """``gate → metric: value ≥ threshold, pass`` for every gate a build's metrics checked."""
+    checked = (metrics.get("gates") or {}).get("checked") or {}
+    if not checked:
+        return "none set"
+    parts = []
+    for label, c in sorted(checked.items()):
+        op = {"min": "≥", "max": "≤"}.get(_gate_kind(label) or "", "vs")
+        value = "not measured" if c.get("value") is None else format(c["value"], ".6g")
+        parts.append(f"`{label}` → `{c.get('metric')}`: {value} (needs {op} {c.get('threshold'):g}) "
+                     f"{'pass' if c.get('passed') else '**FAIL**'}")
+    return "; ".join(parts)
+
+
+def _table(task: str | None, rows: Sequence[Mapping[str, Any]]) -> str:
+    from tabulate import tabulate
+
+    figures = model_figures(task, rows)
+    accuracy = any(r["top1"] is not None for r in rows)
+    headers = ["build", "quantization", "target", "p50 ms", "speedup (noise)", "size MB", *figures]
+    if accuracy:
+        headers += ["top-1", "acc. drop (pt)"]
+    headers += ["gates", "verdict"]
+    body = []
+    for r in rows:
+        line = [r["build"], r["quantization"] or "–", _target(r), _num(r["p50_ms"], ".3f"), _speedup(r),
+                _num(r["size_mb"], ".3f"), *(_num(r.get(f), figure_format(f)) for f in figures)]
+        if accuracy:
+            line += [_num(r["top1"], ".4f"),
+                     "–" if r["accuracy_drop"] is None else f"{100 * r['accuracy_drop']:+.2f}"]
+        line += [_gates(r), _verdict(r)]
+        body.append(line)
+    align = ["left"] * 3 + ["right"] * (len(headers) - 5) + ["left"] * 2
+    return tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align)
+
+
+def _build_notes(r: Mapping[str, Any], report: Collected) -> list[str]:
+    name = r["build"]
+    lines = [f"- `{name}`: {_verdict(r)}: {_cell(r['verdict_reason'] or '')}"]
+    m = report.metrics.get(name)
+    if m is not None:
+        lines.append(f"  - gates used: {gates_used(m)}")
+        search = m.get("search")
+        if search:
+            n = len(search.get("candidates") or [])
+            lines.append(f"  - chosen by a search among {n} candidates: `{search.get('chosen')}`: {search.get('reason')}")
+        custom = m.get("custom")
+        if custom:
+            shown = ", ".join(f"{k} {v:.6g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(custom.items()))
+            lines.append(f"  - custom metrics: {shown}")
+    failure = report.failures.get(name)
+    if failure is not None:
+        lines.append(f"  - failed in the {failure.stage} stage; full log: `{failure.log}`")
+    if name in report.stale:
+        lines.append("  - its metrics file predates this failure: the numbers of that earlier run are not shown")
+    return lines
+
+
+def _by_model(table: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in table:
+        groups.setdefault(r["model"] or "–", []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def recommendations(report: Collected) -> list[Recommendation]:
+    """What to ship for each model of the report."""
+    out = []
+    for model, rows in _by_model(report.table).items():
+        fp32 = {r["build"] for r in rows if _is_fp32(r, report)}
+        out.append(recommend(model, rows, fp32))
+    return out
+
+
+def _is_fp32(r: Mapping[str, Any], report: Collected) -> bool:
+    planned = report.planned.get(r["build"])
+    if planned is not None:
+        return planned.fp32
+    from pipeline.report.project import FLOAT16_PASS, FP32_QUANTIZATION
+
+    return r["quantization"] == FP32_QUANTIZATION and FLOAT16_PASS not in (r["passes"] or "").split("+")
+
+
+def to_markdown(report: Collected, plot_name: str | None) -> str:
+    table = report.table
+    lines = ["# Build report", "", "## What to ship", ""]
+    for rec in recommendations(report):
+        what = f"ship `{rec.build}`" if rec.build else "nothing to ship"
+        lines.append(f"- **{rec.model}**: {what}: {_cell(rec.why)}")
+    for model, rows in _by_model(table).items():
+        task = next((r["task"] for r in rows if r["task"]), None)
+        lines += ["", f"## {model} ({task})" if task else f"## {model}", ""]
+        lines.append(_table(task, rows))
+        lines.append("")
+        for r in rows:
+            lines += _build_notes(r, report)
+    lines += [
+        "",
+        "p50: latency of single `session.run` calls at the build's batch size. speedup: the plain fp32 "
+        "export's p50 divided by the build's p50, both measured in the same run on the same target "
+        "(alternating blocks); in brackets the noise interval of the per-block ratios when measured. "
+        "Fidelity columns: the task's per-sample worst case against the source framework's outputs "
+        "(top1_agreement_min: the worst sample's share of positions whose argmax matches; "
+        "embedding_cosine_min: cosine of pooled embeddings; iou_min: IoU of thresholded maps; "
+        "abs_err_max / rel_err_max: the worst sample's error; cosine_min: raw outputs, for older metrics). "
+        "acc. drop: source top-1 minus build top-1, in points (positive = worse). verdict: faster "
+        "(gates pass and faster than the fp32 export beyond noise), not_faster, unchanged (nothing "
+        "quantized or changed), fails_gates, failed (a stage crashed or the build was never built).",
+    ]
+    failed = [r for r in table if r["verdict"] == FAILED]
+    if failed:
+        lines += ["", "## Failed builds", ""]
+        lines += [f"- `{r['build']}` ({r['model']}): {_cell(r['verdict_reason'] or '')}" for r in failed]
+    slower = [r for r in table if r["speedup"] is not None and r["speedup"] < SLOWER_BELOW]
+    if slower:  # never silently slower than the source: say it even when no gate asks
+        lines += ["", "## Slower than the fp32 export", "",
+                  f"Builds whose p50 is more than {100 * (1 - SLOWER_BELOW):.0f}% above their fp32 export's "
+                  "(measured in the same run):", ""]
+        lines += [f"- `{r['build']}`: {r['speedup']:.2f}× (p50 {_num(r['p50_ms'], '.3f')} ms)" for r in slower]
+    if report.ignored:
+        lines += ["", "## Not in the project", "",
+                  "Metrics files of builds that params.yaml no longer declares (not reported): "
+                  + ", ".join(f"`{n}`" for n in report.ignored)]
+    if plot_name:
+        lines += ["", "## Latency against fidelity and accuracy", "", f"![Pareto plot]({plot_name})"]
+    lines += ["", "## Environment", ""]
+    lines += _environment(report.metrics)
+    return "\n".join(lines) + "\n"
+
+
+def _environment(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    if not metrics:
+        return ["- no build was measured"]
+    seen: dict[str, list[str]] = {}
+    for name, m in sorted(metrics.items()):
+        env = m.get("environment") or {}
+        cpu = (env.get("cpu") or {}).get("model", "unknown CPU")
+        isa = ", ".join(k for k, v in sorted((env.get("isa") or {}).items()) if v) or "none recorded"
+        versions = ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items()))
+        key = f"{cpu} (ISA: {isa}); {versions}"
+        seen.setdefault(key, []).append(name)
+    if len(seen) == 1:
+        return [f"- {next(iter(seen))}"]
+    return [f"- {key}: {', '.join(names)}" for key, names in seen.items()]
+
+
+__all__ = ["SLOWER_BELOW", "figure_format", "gates_used", "recommendations", "to_markdown"]
