@@ -42,7 +42,9 @@ def _speedup(r: Mapping[str, Any]) -> str:
 def _target(r: Mapping[str, Any]) -> str:
     if r["target"] is None:
         return "–"
-    return f"{r['target']} ({r['threads']} threads)" if r["threads"] else str(r["target"])
+    if not r["threads"]:
+        return str(r["target"])
+    return f"{r['target']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''})"
 
 
 def _verdict(r: Mapping[str, Any]) -> str:

@@ -5,7 +5,8 @@ import pytest
 
 from pipeline.errors import StageError
 from pipeline.report import write_report
-from pipeline.report.summary import COLUMNS, SLOWER_BELOW, load_metrics, row
+from pipeline.report.summary import COLUMNS, load_metrics, row
+from pipeline.report.verdicts import SLOWER_BELOW
 
 
 def test_report_lists_every_build(metrics_dir, tmp_path):
@@ -56,9 +57,10 @@ def test_missing_values_are_dashes_and_empty_cells(make_metrics, tmp_path):
     m = make_metrics("regressor", "none", 2.0, 0.99)  # no accuracy
     del m["fidelity"]["top1_agreement"]
     (d / "regressor.json").write_text(json.dumps(m))
+    (d / "scored.json").write_text(json.dumps(make_metrics("scored", "none", 1.0, 0.999, top1=0.97)))
     out = write_report(d, tmp_path / "r")
     line = next(line for line in out.read_text().splitlines() if line.startswith("| regressor"))
-    assert line.count("–") == 2  # top-1 and accuracy drop
+    assert line.count("–") == 2  # top-1 and accuracy drop (a model with accuracy shows both columns)
     r = row("regressor", m)
     assert r["top1"] is None and r["top1_agreement"] is None
     assert (tmp_path / "r" / "builds.csv").read_text().splitlines()[1].count(",,") >= 2
