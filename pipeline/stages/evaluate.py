@@ -40,6 +40,7 @@ def body(args: argparse.Namespace, log: logging.Logger) -> None:
     metrics = evaluate_build(build, model, args.artifact, args.export, log, name=args.build)
     write_json(args.out, metrics)
     log.info("wrote %s", args.out)
+    log.info("verdict: %s (%s)", metrics["verdict"], metrics["verdict_reason"])
     if args.summary:
         write_json(args.summary, headline(metrics))
     failures = metrics["gates"]["failures"]
