@@ -117,7 +117,8 @@ def _build_notes(r: Mapping[str, Any], report: Collected) -> list[str]:
             lines.append(f"  - custom metrics: {shown}")
     failure = report.failures.get(name)
     if failure is not None:
-        lines.append(f"  - failed in the {failure.stage} stage; full log: `{failure.log}`")
+        log = "" if str(failure.log) in (r["verdict_reason"] or "") else f" (full log: `{failure.log}`)"
+        lines.append(f"  - failed in the {failure.stage} stage{log}")
     if name in report.stale:
         lines.append("  - its metrics file predates this failure: the numbers of that earlier run are not shown")
     return lines

@@ -92,7 +92,7 @@ def recommend(model: str, rows: Sequence[Mapping[str, Any]], fp32: set[str]) -> 
         )
     return Recommendation(
         model, None,
-        f"no build to ship: none is faster than the fp32 export with its gates passing and no fp32 build "
+        f"none is faster than the fp32 export with its gates passing and no fp32 build "
         f"passed ({rest}); the model's plain fp32 export is the fallback",
     )
 

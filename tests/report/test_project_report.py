@@ -74,7 +74,8 @@ def test_summary_and_csv_show_failed_builds(mixed, tmp_path):
     assert f"- `enc_int8` (enc): the build failed: {EXPORT_ERROR}" in failed
     assert f"- `cnn_int8_never` (cnn): {NOT_BUILT}" in failed
     assert "- `det_int8` (det): the build failed: quantize stage, det_int8 failed: MemoryError: calibration" in failed
-    assert "failed in the export stage; full log: `" in text
+    assert "  - failed in the export stage\n" in text
+    assert "  - failed in the quantize stage\n" in text
     assert "its metrics file predates this failure" in text
     with open(tmp_path / "r" / "builds.csv") as fh:
         rows = {r["build"]: r for r in csv.DictReader(fh)}
