@@ -69,13 +69,14 @@ def _exception_reason(exc_line: str, stage: str, item: str, log: Path) -> str:
 def log_failure(log: str | Path, stage: str, item: str) -> str | None:
     """The one-line error of the run logged in ``log``, or None when that run succeeded.
 
-    A run that logged ``done in`` succeeded (it may still have logged errors it survived). Else, in
+    A run whose last message is ``done in ...`` succeeded (it may have logged errors it survived). Else, in
     order: the last ``error: ...`` line; the exception of the last traceback, as the stage printed
     it; the last ERROR-level message; that the run did not finish."""
     log = Path(log)
     lines = log.read_text(errors="replace").splitlines()
     messages = [_split(line) for line in lines]
-    if any(level is not None and msg.startswith(DONE_PREFIX) for _, level, msg in messages):
+    last = next((msg for _, level, msg in reversed(messages) if level is not None), "")
+    if last.startswith(DONE_PREFIX):
         return None
     for _, _, msg in reversed(messages):
         if msg.startswith("error: "):

@@ -64,6 +64,9 @@ def test_explicit_error_line_and_unfinished_run(tmp_path):
     # a run that survived an error it logged and finished is not a failure
     log.write_text("2026-01-01 10:00:00,000 ERROR custom metric m.f raised\n2026-01-01 10:00:02,000 DEBUG done in 2.00s\n")
     assert log_failure(log, "evaluate", "b") is None
+    # a message that merely starts like the runner's last one is not the end of the run
+    log.write_text("2026-01-01 10:00:00,000 INFO done in 1 step: calibration\n2026-01-01 10:00:01,000 INFO quantizing\n")
+    assert log_failure(log, "quantize", "b").startswith("quantize stage did not finish")
 
 
 def test_first_failed_stage_of_the_chain(tmp_path):
