@@ -14,13 +14,14 @@ from pipeline.passes.opset import Opset
 from pipeline.passes.ort_optimize import OrtOptimize
 from pipeline.passes.prune import Prune
 from pipeline.passes.shape_inference import ShapeInference
+from pipeline.passes.transformer_optimize import TransformerOptimize
 from pipeline.registry import Registry
 
 PASSES: Registry[type[Pass]] = Registry(
     "pass",
     {
         cls.name: cls
-        for cls in (ShapeInference, OnnxOptimizer, OrtOptimize, Opset, Float16, Prune)
+        for cls in (ShapeInference, OnnxOptimizer, OrtOptimize, TransformerOptimize, Opset, Float16, Prune)
     },
 )
 
