@@ -15,7 +15,7 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from pipeline.schema import Factory, InputSpec
+    from pipeline.schema import Factory, InputSpec, StreamSpec
 
 NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "int64": "int64", "int32": "int32", "bool": "bool"}
 
@@ -82,14 +82,21 @@ def concrete_shape(spec: InputSpec, dims: dict[str, int], batch: int | None = No
     return tuple(shape)
 
 
-def sample_inputs(inputs: list[InputSpec], dims: dict[str, int], n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """``n`` samples per input (stacked on the first axis), uniform in each input's range."""
+def sample_inputs(
+    inputs: list[InputSpec], dims: dict[str, int], n: int, seed: int = 0, stream: StreamSpec | None = None
+) -> dict[str, np.ndarray]:
+    """``n`` samples per stored input, uniform in each input's range, stored as
+    ``pipeline.execution`` says: ``[n, *shape without the batch axis]`` (``[n, *shape]`` with no
+    batch axis; a stream's ``[n, steps, ...]``). Constant and state inputs are not sampled."""
     import numpy as np
+
+    from pipeline.execution import stored_shape, stored_specs
 
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    for spec in inputs:
-        shape = concrete_shape(spec, dims, batch=n)
+    for spec in stored_specs(inputs, stream):
+        lead = (n,) if stream is None else (n, stream.steps)
+        shape = lead + stored_shape(spec, dims)
         low, high = spec.range
         if spec.dtype in ("int64", "int32"):
             arr = rng.integers(int(low), max(int(high), int(low) + 1), size=shape).astype(spec.dtype)

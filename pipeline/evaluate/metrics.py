@@ -16,11 +16,9 @@ from pipeline.errors import ConfigError, StageError, first_line
 from pipeline.evaluate.environment import environment
 from pipeline.evaluate.fidelity import (
     accuracy,
-    cast_feeds,
     compare,
     fixed_batch,
     match_outputs,
-    run_batched,
 )
 from pipeline.evaluate.custom_metrics import run_custom_metrics
 from pipeline.evaluate.gates import TASK_METRICS, evaluate_gates
@@ -28,6 +26,7 @@ from pipeline.evaluate.latency import benchmark_lock, measure_interleaved, stats
 from pipeline.evaluate.reference_check import degenerate_outputs, describe
 from pipeline.evaluate.task_metrics import class_scores, task_fidelity
 from pipeline.evaluate.verdict import build_verdict, speed_noise
+from pipeline.execution import cast_for, one_at_a_time, run_samples, step_feeds
 from pipeline.onnx_utils import file_stats, model_path, model_size_mb
 
 REFERENCE_FILE = "reference.npz"
@@ -151,7 +150,10 @@ def _fidelity_and_accuracy(
     if ref.labels is not None and not classification:
         log.info("reference.npz has labels but the task is not classification: no top-1 accuracy")
     n_run = ref.num_samples if use_labels else n_fid
-    outputs = run_batched(session, ref.take_inputs(n_run))
+    try:  # batches, or one sample / stream at a time (pipeline.execution)
+        outputs = run_samples(session, ref.take_inputs(n_run), model_spec)
+    except ValueError as exc:
+        raise StageError("evaluate", "fidelity", str(exc)) from None
     fid = compare({k: v[:n_fid] for k, v in outputs.items()}, {k: v[:n_fid] for k, v in ref.outputs.items()})
     if len(fid["per_output"]) < 2:
         del fid["per_output"]  # one output: identical to the totals
@@ -220,12 +222,15 @@ def evaluate_build(
         key = exc.key if (exc.key or "").startswith(("models.", "builds.")) else f"models.{build.model}.{exc.key or 'task'}"
         raise ConfigError(exc.reason, key=key, choices=exc.choices) from None
 
-    batch = _latency_batch(build_sess, spec.batch_size, f"{where}.evaluate.batch_size")
-    _latency_batch(ref_sess, spec.batch_size, f"{where}.evaluate.batch_size")
-    inputs = ref.batch(batch)
+    if one_at_a_time(model_spec):  # streams, constants, other batch axes: batch 1 (a stream: per step)
+        batch = 1
+    else:
+        batch = _latency_batch(build_sess, spec.batch_size, f"{where}.evaluate.batch_size")
+        _latency_batch(ref_sess, spec.batch_size, f"{where}.evaluate.batch_size")
+    inputs = step_feeds(ref_sess, ref.inputs, model_spec, spec.batch_size, key=f"{where}.evaluate.batch_size")
     sessions = {
-        "reference": (ref_sess, cast_feeds(ref_sess, inputs)),
-        "build": (build_sess, cast_feeds(build_sess, inputs)),
+        "reference": (ref_sess, cast_for(ref_sess, inputs)),
+        "build": (build_sess, cast_for(build_sess, inputs)),
     }
     with benchmark_lock(log=log) as lock:
         log.info("latency: %d warm-up + %d timed runs at batch %d (lock %s)", spec.warmup, spec.runs, batch, lock)
@@ -250,6 +255,8 @@ def evaluate_build(
             "batch_size": batch,
             "blocks": min(BLOCKS, spec.runs),
             "method": "per-run perf_counter_ns, reference and build in alternating blocks, no trimming",
+            # a stream's latency is one step's (its middle step, state included)
+            **({"per": "step", "steps": model_spec.stream.steps} if getattr(model_spec, "stream", None) else {}),
         },
         "reference": {
             "latency_ms": {k: ref_stats[k] for k in LATENCY_KEYS},

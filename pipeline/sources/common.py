@@ -119,11 +119,13 @@ def reference_samples(
     ``spec.export.dims`` and ``spec.reference.seed``). ``inputs`` defaults to ``spec.inputs`` (ONNX
     sources pass the specs read from the graph). Arrays are cast to the declared dtypes."""
     from pipeline.data import Samples, load_samples, sample_inputs
+    from pipeline.execution import stored_specs
 
     inputs = list(inputs if inputs is not None else (spec.inputs or []))
     n = spec.reference.num_samples
     if spec.reference.dataset is None:
-        return Samples(sample_inputs(inputs, spec.export.dims, n, seed=spec.reference.seed))
+        return Samples(sample_inputs(inputs, spec.export.dims, n, seed=spec.reference.seed, stream=spec.stream))
+    inputs = stored_specs(inputs, spec.stream)  # constants and stream states are not stored per sample
     data = load_samples(spec.reference.dataset, key)
     if len(data) < MIN_REFERENCE_SAMPLES:
         raise ConfigError(
@@ -170,37 +172,16 @@ def ort_session(model_path: str | os.PathLike, threads: int = 1):
 
 
 def run_onnx(
-    model_path: str | os.PathLike, inputs: Mapping[str, np.ndarray], chunk: int = 64
+    model_path: str | os.PathLike, inputs: Mapping[str, np.ndarray], chunk: int = 64, model_spec: ModelSpec | None = None
 ) -> dict[str, np.ndarray]:
-    """Run an ONNX model on N samples, in chunks; returns ``{output name: array with N rows}``.
+    """Run an ONNX model on N stored samples; returns ``{output name: array with N rows}``.
 
-    A model whose batch dim is fixed (e.g. exported with ``dynamic: false``) is fed exactly that
-    many rows per run (the last chunk padded by repeating its final row, then trimmed)."""
-    import numpy as np
+    Samples are fed as ``pipeline.execution.run_samples`` does for ``model_spec``: batches of
+    ``chunk`` on axis 0 (a fixed batch dim fed whole, the last batch padded, then trimmed), or one
+    sample / stream at a time for streams, constant inputs and other batch axes."""
+    from pipeline.execution import run_samples
 
-    sess = ort_session(model_path)
-    graph_inputs = sess.get_inputs()
-    names = [i.name for i in graph_inputs]
-    missing = [n for n in names if n not in inputs]
-    if missing:
-        raise ValueError(f"no samples for ONNX input(s) {missing} (have {sorted(inputs)})")
-    total = len(next(iter(inputs.values())))
-    fixed = {i.shape[0] for i in graph_inputs if i.shape and isinstance(i.shape[0], int)}
-    pad = len(fixed) == 1
-    step = fixed.pop() if pad else chunk
-    out_names = [o.name for o in sess.get_outputs()]
-    parts: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
-    for start in range(0, total, step):
-        feed = {}
-        rows = min(step, total - start)
-        for name in names:
-            arr = np.asarray(inputs[name][start : start + rows])
-            if pad and rows < step:
-                arr = np.concatenate([arr, np.repeat(arr[-1:], step - rows, axis=0)])
-            feed[name] = arr
-        for name, value in zip(out_names, sess.run(out_names, feed)):
-            parts[name].append(np.asarray(value)[:rows])
-    return {n: np.concatenate(v) for n, v in parts.items()}
+    return run_samples(ort_session(model_path), inputs, model_spec, chunk=chunk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +379,7 @@ def finish_export(
     expected_by_name = match_outputs(onnx_outputs, expected, framework)
     fits_task(spec, expected_by_name)
     try:
-        actual = run_onnx(path, samples.inputs)
+        actual = run_onnx(path, samples.inputs, model_spec=spec)
     except Exception as exc:
         raise StageError("export", "verify (onnxruntime run)", one_line(exc)) from exc
     errors = compare_outputs(

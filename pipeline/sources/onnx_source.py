@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ConfigError, StageError, first_line
+from pipeline.errors import ConfigError, PipelineError, StageError, first_line
 
 if TYPE_CHECKING:
     import logging
@@ -92,11 +92,16 @@ def export(spec: ModelSpec, source_dir: Path, out_dir: Path, log: logging.Logger
     model = check_file(src, stage="export", check=False)
     inputs = graph_input_specs(model, spec)
     samples = reference_samples(spec, inputs)
-    try:
-        expected = run_onnx(src, samples.inputs)  # the unmodified source, fp32, in ONNX Runtime
+    try:  # the unmodified source, fp32, in ONNX Runtime (a stream model run as streams)
+        expected = run_onnx(src, samples.inputs, model_spec=spec)
+    except PipelineError:
+        raise
     except Exception as exc:
         raise StageError("export", "run source model in onnxruntime", one_line(exc)) from exc
-    log.info("reference: source model run in onnxruntime on %d samples", len(samples))
+    log.info(
+        "reference: source model run in onnxruntime on %d %s", len(samples),
+        f"streams of {spec.stream.steps} steps" if spec.stream is not None else "samples",
+    )
 
     from_opset, from_ir = _onnx_opset(model), model.ir_version
     model, changes = convert(model, spec.export.opset, stage="export")
@@ -324,7 +329,54 @@ def graph_input_specs(model, spec: ModelSpec) -> list[InputSpec]:
             f"the model also takes input(s) {missing} which 'inputs' does not declare", key="inputs",
             choices=by_name,
         )
+    from pipeline.execution import constant_feeds, initial_state
+
+    constant_feeds(spec)  # constant values and initial states must have their input's shape
+    initial_state(spec)
+    check_state_links(model, spec)
     return list(spec.inputs)
+
+
+def check_state_links(model, spec: ModelSpec) -> None:
+    """Every ``stream.state`` link names a graph output whose shape can be its input's: one line
+    naming both otherwise."""
+    if spec.stream is None:
+        return
+    outputs = {o.name: _value_shape(o) for o in model.graph.output}
+    declared = {s.name: s for s in spec.inputs or []}
+    for i, link in enumerate(spec.stream.state):
+        if link.output not in outputs:
+            raise ConfigError(
+                f"output '{link.output}' (feeding input '{link.input}') is not an output of the model",
+                key=f"stream.state[{i}].output", choices=outputs,
+            )
+        have, want = outputs[link.output], declared[link.input]
+        wanted = [spec.export.dims[d] if isinstance(d, str) else d for d in want.shape]
+        if want.batch_axis is not None:
+            wanted[want.batch_axis] = 1  # streams run at batch 1
+        clash = have is not None and len(have) != len(wanted) or have is not None and any(
+            isinstance(h, int) and h != w and not (want.batch_axis == axis)
+            for axis, (h, w) in enumerate(zip(have, wanted))
+        )
+        if clash:
+            raise ConfigError(
+                f"output '{link.output}' has shape {_show(have)} but the input it feeds, '{link.input}', "
+                f"is declared {list(want.shape)}",
+                key=f"stream.state[{i}]",
+            )
+
+
+def _value_shape(value) -> list[int | str | None] | None:
+    """A graph value's shape (ints, dim names, None for unknown dims); None when it has no shape."""
+    if not value.type.tensor_type.HasField("shape"):
+        return None
+    shape: list[int | str | None] = []
+    for dim in value.type.tensor_type.shape.dim:
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(int(dim.dim_value))
+        else:
+            shape.append(dim.dim_param or None)
+    return shape
 
 
 def _show(shape: Iterable[int | str | None]) -> str:
