@@ -6,7 +6,8 @@
    the fp32-optimized model) and the product of the space's quantization dimensions.
 3. Screen: fidelity on a few reference samples, and one short interleaved latency run of all of them
    with the fp32 export; the build's own gates on each.
-4. Mixed precision for the fastest candidates that fail the quality gates (:mod:`pipeline.search.mixed`).
+4. Mixed precision for the candidates that fail the quality gates, closest to passing first
+   (:mod:`pipeline.search.mixed`).
 5. Final: the best screened candidates passing the quality gates, plus ``fp32``, measured against the
    fp32 export in ONE interleaved run (fidelity on the build's ``evaluate.fidelity_samples``).
 6. Choice (:func:`pipeline.search.choose.choose`), a pure function of the recorded numbers.
@@ -183,6 +184,14 @@ class Search:
             self.log.debug("candidate %s failed", cand.name, exc_info=True)
             record.update(status="failed", error=one_line(exc))
             return record
+        from pipeline.evaluate.verdict import QUANT_OPS
+        from pipeline.onnx_utils import file_stats
+
+        if not {op.split(".")[-1] for op in file_stats(dst)["ops"]} & QUANT_OPS:
+            # nothing was quantized: the same float graph as an fp32 candidate, not a candidate of its own
+            self.log.info("candidate %s quantized nothing: left out", cand.name)
+            record.update(status="unchanged", error=f"{impl.name} quantized no node of this graph")
+            return record
         self.paths[cand.name] = dst
         record.update(status="ok", size_mb=model_size_mb(dst), quantizer=impl.name, info=info)
         return record
@@ -314,7 +323,11 @@ class Search:
         screened = [r for r in self.records.values() if r.get("screen")]
         if p.mixed_precision.enabled:
             failing = [r for r in screened if self.cands[r["name"]].quantized and not r["screen"]["quality_passed"]]
-            failing.sort(key=lambda r: (-r["screen"]["speedup"], r["name"]))
+            # closest to the gates first (fewest missed quality gates, highest cosine), then fastest
+            failing.sort(key=lambda r: (
+                len(r["screen"]["quality_failures"]), -float(r["screen"]["fidelity"].get("cosine_min", 0.0)),
+                -r["screen"]["speedup"], r["name"],
+            ))
             for r in failing[: p.mixed_precision.candidates]:
                 self.mixed_precision(self.cands[r["name"]])
 

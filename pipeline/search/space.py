@@ -46,7 +46,7 @@ class MixedPrecision(Strict):
     build's fidelity and accuracy gates hold."""
 
     enabled: bool = True
-    candidates: int = Field(1, ge=0)  # how many gate-failing candidates (fastest first) get steps
+    candidates: int = Field(1, ge=0)  # how many gate-failing candidates (closest to the gates first) get steps
     ranking_samples: int = Field(8, ge=1)  # calibration samples that rank the nodes
     max_steps: int = Field(6, ge=1)  # quantize-and-measure steps per candidate
 

@@ -31,6 +31,9 @@ def test_int8_cannot_win_ships_fp32(skit, tmp_path, bench_lock):
     names = [c["name"] for c in record["candidates"]]
     # no transformer variant for an Add/Mul graph; dynamic and static int8 both tried
     assert names == ["fp32", "dynamic-pc", "static-pc-minmax"]
+    # dynamic int8 has nothing to quantize in Add/Mul: left out as unchanged, not measured
+    status = {c["name"]: c["status"] for c in record["candidates"]}
+    assert status == {"fp32": "ok", "dynamic-pc": "unchanged", "static-pc-minmax": "ok"}
     assert "skipped" in record["graphs"]["transformer"]
     assert record["choice"]["chosen"] == "fp32"
     assert "shipped the fp32-optimized model" in record["choice"]["reason"]
