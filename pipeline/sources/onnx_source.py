@@ -361,7 +361,7 @@ def check_state_links(model, spec: ModelSpec) -> None:
         if clash:
             raise ConfigError(
                 f"output '{link.output}' has shape {_show(have)} but the input it feeds, '{link.input}', "
-                f"is declared {list(want.shape)}",
+                f"is declared {_show(want.shape)}",
                 key=f"stream.state[{i}]",
             )
 
