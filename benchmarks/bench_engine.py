@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipeline.evaluate import evaluate_build  # noqa: E402
+from pipeline.evaluate.metrics import evaluate_build  # noqa: E402
 from pipeline.evaluate.latency import benchmark_lock, measure_interleaved, stats_ms  # noqa: E402
 from pipeline.schema import BuildSpec, EvaluateSpec, ModelSpec, Selected  # noqa: E402
 from pipeline.targets import get_target  # noqa: E402

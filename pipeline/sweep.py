@@ -114,7 +114,7 @@ def run_point(cfg: Any) -> dict[str, Any]:
 
     from pipeline.fsutil import write_json
     from pipeline.schema import validate_project
-    from pipeline.evaluate import evaluate_build
+    from pipeline.evaluate.metrics import evaluate_build
     from pipeline.stages.passes import run_passes
     from pipeline.stages.quantize import quantize_build
 

@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def body(args: argparse.Namespace, log: logging.Logger) -> None:
-    from pipeline.evaluate import evaluate_build
+    from pipeline.evaluate.metrics import evaluate_build
     from pipeline.evaluate.metrics import headline
 
     params = load_params(args.params)

@@ -100,7 +100,9 @@ def test_stage_params_are_exactly_what_each_stage_reads(project):
         )
         q = stages[f"quantize@{name}"]["params"]
         assert f"builds.{name}.quantization" in q and f"models.{m}.calibration" in q
-        assert not any(".target" in p or ".evaluate" in p or ".passes" in p for p in q)
+        # `quantization: auto` measures candidates on the target against the gates
+        assert f"builds.{name}.target" in q and f"builds.{name}.evaluate" in q
+        assert not any(".passes" in p or ".train" in p for p in q)
         ev = stages[f"evaluate@{name}"]["params"]
         assert f"builds.{name}.target" in ev and f"builds.{name}.evaluate" in ev
         assert not any(".quantization" in p or ".passes" in p or ".calibration" in p or ".train" in p for p in ev)
@@ -193,8 +195,9 @@ def committed(tmp_path_factory, tools_module):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("target.threads=1", lambda p: {f"evaluate@{b}" for b in p["builds"]}),
-        ("builds.cnn_static_int8.target.threads=1", lambda p: {"evaluate@cnn_static_int8"}),
+        ("target.threads=1", lambda p: {f"{s}@{b}" for b in p["builds"] for s in ("quantize", "evaluate")}),
+        ("builds.cnn_static_int8.target.threads=1", lambda p: {"quantize@cnn_static_int8", "evaluate@cnn_static_int8"}),
+        ("builds.cnn_static_int8.evaluate.runs=50", lambda p: {"quantize@cnn_static_int8", "evaluate@cnn_static_int8"}),
         ("builds.cnn_static_int8.quantization.calibration.num_samples=64", lambda p: {"quantize@cnn_static_int8"}),
         ("builds.cnn_fp32.passes=[]", lambda p: {"passes@cnn_fp32"}),
         (

@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from pipeline.evaluate import evaluate_build
+from pipeline.evaluate.metrics import evaluate_build
 from pipeline.evaluate.custom_metrics import run_custom_metrics
 from pipeline.schema import BuildSpec, MetricSpec, ModelSpec
 

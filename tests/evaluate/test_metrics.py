@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, StageError
-from pipeline.evaluate import evaluate_build
+from pipeline.evaluate.metrics import evaluate_build
 from pipeline.schema import BuildSpec, Selected
 from pipeline.targets import TARGETS
 

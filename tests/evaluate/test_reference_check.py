@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.evaluate import evaluate_build
+from pipeline.evaluate.metrics import evaluate_build
 from pipeline.evaluate.reference_check import degenerate_outputs, output_reasons
 from pipeline.schema import BuildSpec, ModelSpec
 

@@ -118,7 +118,7 @@ def test_failed_build():
 
 
 def test_evaluate_build_writes_verdict(kit, tmp_path, bench_lock):
-    from pipeline.evaluate import evaluate_build
+    from pipeline.evaluate.metrics import evaluate_build
     from pipeline.evaluate.metrics import headline
 
     export = tmp_path / "export"

@@ -152,7 +152,7 @@ def test_export_upgrades_the_opset_and_names_the_dims(chain: dict) -> None:
 
 @pytest.mark.parametrize("build_name", BUILDS)
 def test_builds_pass_their_gates(chain: dict, build_name: str) -> None:
-    from pipeline.evaluate import evaluate_build
+    from pipeline.evaluate.metrics import evaluate_build
     from pipeline.stages.passes import run_passes
     from pipeline.stages.quantize import quantize_build
 

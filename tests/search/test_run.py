@@ -45,7 +45,7 @@ def test_int8_cannot_win_ships_fp32(skit, tmp_path, bench_lock):
     assert choose(record["candidates"]) == record["choice"]
 
     # the evaluate stage merges the search and gives the build its own verdict
-    from pipeline.evaluate import evaluate_build
+    from pipeline.evaluate.metrics import evaluate_build
 
     build = skit.auto_build(SPACE, min_cosine=0.9)
     metrics = evaluate_build(build, skit.model_spec(64), out, export, LOG, name="b")

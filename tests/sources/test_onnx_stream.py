@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from pipeline.errors import ConfigError
-from pipeline.evaluate import evaluate_build
+from pipeline.evaluate.metrics import evaluate_build
 from pipeline.schema import BuildSpec, EvaluateSpec, Selected, validate_model
 from pipeline.sources import onnx_source
 from pipeline.sources.common import read_reference
