@@ -119,6 +119,39 @@ def has_contrib_ops(path: Path) -> bool:
     return any(node.domain == "com.microsoft" for node in model.graph.node)
 
 
+# Ops that exist only in quantized graphs (QDQ pairs, dynamic quantization, integer / QLinear kernels,
+# ONNX Runtime's quantized contrib ops); op types starting with a prefix below count too.
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QAttention", "QGemm",
+    "QEmbedLayerNormalization", "MatMulNBits", "MatMulBnb4", "GatherBlockQuantized", "DequantizeBFP",
+    "QuantizeBFP", "DequantizeWithOrder", "QuantizeWithOrder",
+})
+QUANTIZED_PREFIXES = ("QLinear", "QOrdered")
+
+
+@dataclass(frozen=True)
+class QuantizedCount:
+    """Quantization nodes of a model: in all its graphs, and in its If / Loop / Scan subgraphs."""
+
+    total: int
+    in_subgraphs: int
+
+
+def is_quantized_op(op_type: str) -> bool:
+    return op_type in QUANTIZED_OPS or op_type.startswith(QUANTIZED_PREFIXES)
+
+
+def count_quantized_nodes(model: Any) -> QuantizedCount:
+    """Nodes whose op is a quantization op (:data:`QUANTIZED_OPS`, ``QLinear*``, ``QOrdered*``),
+    counted in the main graph and every subgraph."""
+    from pipeline.quantization.subgraphs import subgraphs
+
+    main = sum(is_quantized_op(n.op_type) for n in model.graph.node)
+    nested = sum(is_quantized_op(n.op_type) for g in subgraphs(model.graph) for n in g.node)
+    return QuantizedCount(total=main + nested, in_subgraphs=nested)
+
+
 def check_loads(path: Path) -> None:
     """The quantized model must load in ONNX Runtime (CPU)."""
     import onnxruntime as ort

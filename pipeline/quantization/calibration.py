@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from pipeline.quantization.base import QuantContext
-    from pipeline.schema import Factory, InputSpec
+    from pipeline.schema import Factory, InputSpec, ModelSpec
 
 # ONNX TensorProto element type -> numpy dtype name
 _ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 9: "bool", 2: "uint8", 3: "int8"}
@@ -56,7 +56,11 @@ def calibration_samples(
     """Up to ``num_samples`` inputs for ``path`` (batch axis first) and where they came from."""
     from pipeline.data import load_samples, sample_inputs
 
-    wanted = graph_inputs(path)
+    from pipeline.execution import state_inputs
+
+    spec = ctx.model_spec
+    fed = {i.name for i in (spec.inputs or []) if i.value is not None} | set(state_inputs(spec)) if spec else set()
+    wanted = [w for w in graph_inputs(path) if w[0] not in fed]  # constants and states are fed, not sampled
     if dataset is not None:
         samples = load_samples(dataset, key=f"{ctx.key}.calibration.dataset", source=ctx.source)
         arrays, origin = samples.take(num_samples).inputs, f"dataset {dataset.target}"
@@ -73,7 +77,8 @@ def calibration_samples(
             for dim in shape:
                 if isinstance(dim, str):
                     dims.setdefault(dim, 1)
-        arrays = sample_inputs(specs or _specs_from_graph(path), dims, num_samples, seed=seed)
+        stream = ctx.model_spec.stream if ctx.model_spec is not None else None
+        arrays = sample_inputs(specs or _specs_from_graph(path), dims, num_samples, seed=seed, stream=stream)
         origin = "random samples from the input ranges"
         key = f"{ctx.model_key}.inputs"
         ctx.log.warning("calibrating on random inputs: accuracy after static quantization may suffer")
@@ -95,8 +100,18 @@ def calibration_samples(
     return out, origin
 
 
-def batches(path: Path, arrays: dict[str, np.ndarray], max_batch: int = 16) -> list[dict[str, np.ndarray]]:
-    """Split the samples into feeds the model accepts: one sample at a time when the batch dim is fixed."""
+def batches(
+    path: Path, arrays: dict[str, np.ndarray], max_batch: int = 16, model_spec: ModelSpec | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Split the samples into feeds the model accepts: one sample at a time when the batch dim is
+    fixed; a model that runs one sample at a time (stream, constant inputs, other batch axes) gets
+    ``pipeline.execution.calibration_feeds`` (a stream: one feed per step, state from an fp32 run)."""
+    from pipeline.execution import calibration_feeds, one_at_a_time
+
+    if one_at_a_time(model_spec):
+        from pipeline.sources.common import ort_session
+
+        return calibration_feeds(ort_session(path), arrays, model_spec)
     fixed = [shape[0] for _, _, shape in graph_inputs(path) if shape and isinstance(shape[0], int) and shape[0] > 0]
     count = len(next(iter(arrays.values())))
     if fixed:  # a fixed batch dim: whole batches only (a remainder would not fit the model)

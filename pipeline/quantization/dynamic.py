@@ -55,6 +55,9 @@ class DynamicInt8(Quantizer):
         )
         model_in, info = prepare(src, ctx.work_dir, min_opset=MIN_OPSET, run_preprocess=params.preprocess, log=ctx.log)
         extra: dict[str, Any] = {}
+        model_in, info["subgraphs"] = _ready_subgraphs(model_in, ctx)
+        if info["subgraphs"] is not None:
+            extra["EnableSubgraph"] = True  # quantize inside If / Loop / Scan bodies too
         if has_contrib_ops(model_in):
             # quantize_dynamic cannot type weights feeding fused com.microsoft ops otherwise
             extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
@@ -88,3 +91,23 @@ class DynamicInt8(Quantizer):
             }
         )
         return info
+
+
+def _ready_subgraphs(model_in: Path, ctx: QuantContext) -> tuple[Path, dict[str, Any] | None]:
+    """A model with If / Loop / Scan subgraphs gets its subgraph weights lifted from Constant nodes to
+    initializers (ONNX Runtime quantizes only initializer weights); ``(model to quantize, info)``,
+    info None when the model has no subgraphs."""
+    from pipeline.onnx_utils import load_model, save_model
+    from pipeline.quantization.subgraphs import has_subgraphs, lift_constants
+
+    if not has_subgraphs(load_model(model_in, load_external_data=False)):
+        return model_in, None
+    model = load_model(model_in)
+    lifted = lift_constants(model)
+    if lifted:
+        out = ctx.work_dir / "subgraphs" / "model.onnx"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, out)
+        model_in = out
+    ctx.log.info("subgraphs: quantized with EnableSubgraph; %d Constant node(s) in subgraphs made initializers", lifted)
+    return model_in, {"enable_subgraph": True, "constants_lifted": lifted}

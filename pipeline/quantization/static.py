@@ -117,7 +117,7 @@ class StaticInt8(Quantizer):
         available = len(next(iter(arrays.values())))
         where = (f"{ctx.key}.calibration", ctx.source)
         chosen = plan(cal.method, estimate, inputs, available, budget, budget_source, *where)
-        feeds = batches(model_in, arrays, max_batch=chosen.batch)
+        feeds = batches(model_in, arrays, max_batch=chosen.batch, model_spec=ctx.model_spec)
         per_feed = max(len(next(iter(f.values()))) for f in feeds)
         if per_feed != chosen.batch:  # the model fixes its batch dim
             chosen = plan(cal.method, estimate, inputs, available, budget, budget_source, *where, fixed_batch=per_feed)

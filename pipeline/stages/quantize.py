@@ -77,6 +77,7 @@ def quantize_build(
             "ops": after["ops"],
             "opsets": after["opsets"],
             "calibration_samples": int(info.get("calibration_samples", 0)),
+            **quantized_nodes(src, dst, name, log),
             "size_mb_before": round(model_size_mb(src), 6),
             "size_mb_after": round(model_size_mb(dst), 6),
             "seconds": round(seconds, 4),
@@ -88,6 +89,32 @@ def quantize_build(
         name, result["nodes_before"], result["nodes_after"], result["size_mb_before"], result["size_mb_after"], seconds,
     )
     return result
+
+
+def quantized_nodes(src: Path, dst: Path, quantizer: str, log: logging.Logger) -> dict[str, int]:
+    """``quantized_nodes`` / ``quantized_in_subgraphs``: quantization nodes the quantizer added (the
+    artifact's count minus its input's, subgraphs included). A quantizer that added none logs a
+    warning saying so plainly."""
+    from pipeline.onnx_utils import load_model
+    from pipeline.quantization.base import count_quantized_nodes
+    from pipeline.quantization.subgraphs import has_subgraphs
+
+    before = count_quantized_nodes(load_model(src, load_external_data=False))
+    artifact = load_model(dst, load_external_data=False)
+    after = count_quantized_nodes(artifact)
+    counts = {
+        "quantized_nodes": after.total - before.total,
+        "quantized_in_subgraphs": after.in_subgraphs - before.in_subgraphs,
+    }
+    if quantizer != "none" and counts["quantized_nodes"] <= 0:
+        why = (
+            "no node in the main graph or its If/Loop subgraphs was quantized; static quantization leaves "
+            "subgraphs alone, dynamic_int8 quantizes them"
+            if has_subgraphs(artifact) else "no node of a quantizable op type was quantized"
+        )
+        log.warning("nothing was quantized: quantizer %s added no quantization node (%s); the artifact "
+                    "computes in float like its input", quantizer, why)
+    return counts
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
