@@ -12,11 +12,18 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 venv:
 	@scripts/venv.sh
 
-# --keep-going: a build that fails (e.g. misses a gate) does not stop the others; `make` still fails.
+# --keep-going: a build whose stages crash does not stop the others. A missed gate is a verdict
+# (fails_gates), not a crash, so DVC locks it and the report stays current. When a stage crashed,
+# DVC skips the report: it is then written directly so that it lists the failed build and why.
+# `onnxbuild verdicts` ends the job: non-zero, naming them, when any build failed its gates or crashed.
 build: venv
 	onnxbuild compose
 	@status=0; dvc repro --keep-going || status=$$?; \
+	if [ $$status -ne 0 ]; then \
+	  python -m pipeline.stages.report --params params.yaml --metrics-dir metrics/builds --logs logs --out reports; \
+	fi; \
 	echo; dvc metrics show; \
+	echo; onnxbuild verdicts || status=1; \
 	echo; echo "Report: reports/summary.md (Pareto plot: reports/pareto.png, table: reports/builds.csv)"; \
 	exit $$status
 

@@ -4,6 +4,7 @@
     onnxbuild check                           is params.yaml stale w.r.t. conf/? (what the `params` stage runs)
     onnxbuild list                            config groups, their options, and the declared builds
     onnxbuild promote JOB_DIR --name NAME     a sweep point -> conf/recipe/NAME.yaml, registered as a build
+    onnxbuild verdicts                        every build's verdict; exits 1 naming builds that failed gates or crashed
 
 Building is DVC's job (`dvc repro`, `dvc exp run`); sweeping is Hydra's (`python -m pipeline.sweep -m ...`).
 """
@@ -62,6 +63,20 @@ def _promote(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _verdicts(args: argparse.Namespace, rest: list[str]) -> int:
+    from pipeline.report.check import check_verdicts
+
+    lines, bad = check_verdicts(args.params, args.metrics_dir, args.logs)
+    for line in lines:
+        print(line)
+    if bad:
+        print(f"error: {len(bad)} build(s) must not ship:", file=sys.stderr)
+        for line in bad:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="onnxbuild", description=__doc__.split("\n\n")[0].strip(" `"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -85,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--conf", default="conf")
     p.add_argument("--force", action="store_true", help="replace an existing recipe of that name")
     p.set_defaults(func=_promote)
+
+    p = sub.add_parser("verdicts", help="every build's verdict; exit 1 when a build failed its gates or crashed")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--metrics-dir", default="metrics/builds")
+    p.add_argument("--logs", default="logs")
+    p.set_defaults(func=_verdicts)
 
     args, rest = parser.parse_known_args(argv)
     if args.command != "compose" and rest:

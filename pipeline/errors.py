@@ -61,7 +61,3 @@ class StageError(PipelineError):
         if log_file:
             text += f" (full log: {log_file})"
         super().__init__(text)
-
-
-class GateError(PipelineError):
-    """A build missed one or more of its evaluation gates."""

@@ -63,3 +63,32 @@ def test_promote_rejects_a_bad_name(ws, capsys):
 def test_unknown_arguments_are_refused(ws):
     with pytest.raises(SystemExit):
         main(["list", "--bogus"])
+
+
+def test_verdicts_lists_every_build_and_fails_naming_the_bad_ones(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from pipeline.cli import main
+
+    build = {"model": "m", "quantization": {"name": "none"}, "target": {"name": "cpu", "threads": 1}, "passes": []}
+    params = {"models": {"m": {"framework": "onnx", "task": "classification"}},
+              "builds": {"good": build, "gated": build, "crashed": build}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    for name, verdict in (("good", "faster"), ("gated", "fails_gates")):
+        (metrics / f"{name}.json").write_text(json.dumps({
+            "build": {"name": name, "model": "m", "task": "classification", "quantization": "none"},
+            "verdict": verdict, "verdict_reason": f"{name} reason", "speedup": 1.0, "latency_ms": {"p50": 1.0},
+            "gates": {"passed": verdict != "fails_gates", "failures": [], "checked": {}},
+        }))
+    rc = main(["verdicts", "--params", str(tmp_path / "params.yaml"), "--metrics-dir", str(metrics),
+               "--logs", str(tmp_path / "logs")])
+    out, err = capsys.readouterr()
+    assert rc == 1, err
+    assert all(name in out for name in ("good", "gated", "crashed")), (out, err)
+    assert "gated: fails_gates: gated reason" in err
+    assert "crashed: failed" in err
+    assert "good" not in err

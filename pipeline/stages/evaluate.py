@@ -3,8 +3,10 @@
     python -m pipeline.stages.evaluate --build B --artifact artifacts/builds/B/model \
         --export artifacts/models/M/export --out metrics/builds/B.json
 
-The metrics file is written (atomically) even when a gate is missed; the stage then exits 1 with
-one line naming each missed gate, its measured value and its threshold.
+The metrics file is written (atomically) whether or not the gates pass: a missed gate is the build's
+verdict (``fails_gates``, with one line naming each missed gate, its measured value and threshold),
+not a crash, so DVC locks the stage and the report stays current. ``onnxbuild verdicts`` (the last
+step of ``make build``) exits non-zero naming every build whose gates failed or whose stages crashed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pipeline.errors import GateError
 from pipeline.fsutil import write_json
 from pipeline.stages.runner import build_spec, load_params, main_for
 
@@ -32,8 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def body(args: argparse.Namespace, log: logging.Logger) -> None:
-    from pipeline.evaluate.metrics import evaluate_build
-    from pipeline.evaluate.metrics import headline
+    from pipeline.evaluate.metrics import evaluate_build, headline
 
     params = load_params(args.params)
     build, model = build_spec(params, args.build, args.params)
@@ -45,7 +45,8 @@ def body(args: argparse.Namespace, log: logging.Logger) -> None:
         write_json(args.summary, headline(metrics))
     failures = metrics["gates"]["failures"]
     if failures:
-        raise GateError(f"evaluate stage, gates failed for build {args.build}: {'; '.join(failures)}")
+        print(f"warning: evaluate stage, gates failed for build {args.build}: {'; '.join(failures)} "
+              "(verdict fails_gates; `onnxbuild verdicts` fails on it)", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
