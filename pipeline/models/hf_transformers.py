@@ -86,6 +86,9 @@ def encoder(path: str, attn_implementation: str = "eager") -> nn.Module:
     folder = model_dir(path)
     _offline()
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars on stderr in every stage log
 
     try:
         model = AutoModel.from_pretrained(

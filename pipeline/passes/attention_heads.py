@@ -13,8 +13,8 @@ fully:
 the heads entry is -1. Every projection found votes; the most common answer wins.
 
 :func:`attention_softmaxes` counts unfused attention: Softmax nodes whose input comes from a MatMul of
-two activations (Q x K^T) and whose output feeds a MatMul (x V). A CNN's classifier Softmax is not
-one. Nothing here imports onnxruntime.
+two activations (Q x K^T) and whose output feeds a MatMul (x V), each through at most a few
+scaling / masking ops. A CNN's classifier Softmax is not one. Nothing here imports onnxruntime.
 """
 
 from __future__ import annotations
@@ -181,6 +181,18 @@ def attention_softmaxes(model: onnx.ModelProto) -> int:
         scores = _reaches(g, node.input[0], "MatMul", _SCORE_OPS)
         if scores is None or not all(g.is_activation(i) for i in scores.input):
             continue
-        if any(c.op_type == "MatMul" for c in g.consumers.get(node.output[0], [])):
+        if _feeds(g, node.output[0], "MatMul", _SCORE_OPS):
             count += 1
     return count
+
+
+def _feeds(g: _Graph, name: str, op_type: str, through: tuple[str, ...], hops: int = MAX_HOPS) -> bool:
+    """Does tensor ``name`` reach an ``op_type`` node through at most ``hops`` ``through`` ops? (The
+    SDPA export guards the probabilities with IsNaN / Where before x V.)"""
+    frontier = [name]
+    for _ in range(hops + 1):
+        consumers = [c for t in frontier for c in g.consumers.get(t, [])]
+        if any(c.op_type == op_type for c in consumers):
+            return True
+        frontier = [o for c in consumers if c.op_type in through for o in c.output]
+    return False
