@@ -52,12 +52,16 @@ class Quantizer(abc.ABC):
 
 
 def graph_summary(path: Path) -> tuple[list[str], set[str]]:
-    """Node names (in graph order, unnamed nodes skipped) and op types of the main graph."""
+    """Node names (in graph order, unnamed nodes skipped) and op types of the main graph, then of
+    its If / Loop / Scan subgraphs (ONNX Runtime's subgraph quantization honours exclusions there)."""
     import onnx
 
+    from pipeline.quantization.subgraphs import subgraphs
+
     model = onnx.load(str(path), load_external_data=False)
-    names = [node.name for node in model.graph.node if node.name]
-    ops = {node.op_type for node in model.graph.node}
+    nodes = [*model.graph.node, *(node for graph in subgraphs(model.graph) for node in graph.node)]
+    names = [node.name for node in nodes if node.name]
+    ops = {node.op_type for node in nodes}
     return names, ops
 
 
