@@ -29,7 +29,7 @@ def _branch(name: str, weight: np.ndarray) -> onnx.GraphProto:
     return helper.make_graph(
         [
             helper.make_node("Constant", [], [f"{name}_w"], value=numpy_helper.from_array(weight)),
-            helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_y"]),
+            helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_y"], name=f"{name}_matmul"),
         ],
         name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, ["batch", 8])],
     )
@@ -152,3 +152,10 @@ def test_static_int8_leaves_subgraphs_alone_and_says_so(tmp_path, caplog):
     assert result["calibration_samples"] == 8
     assert result["quantized_in_subgraphs"] == 0 and result["quantized_nodes"] == 0
     assert any("nothing was quantized" in r.getMessage() and "subgraphs" in r.getMessage() for r in caplog.records)
+
+
+def test_exclusions_may_name_subgraph_nodes(tmp_path):
+    src = if_model(tmp_path / "passes" / "model.onnx")
+    build, model = _specs({"name": "dynamic_int8", "nodes_to_exclude": ["else_matmul"]}, IF_INPUTS)
+    result = quantize_build(build, model, src.parent, tmp_path / "out", LOG, build_name="b")
+    assert (result["quantized_nodes"], result["quantized_in_subgraphs"]) == (2, 1)  # the then branch only
