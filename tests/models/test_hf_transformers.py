@@ -67,7 +67,6 @@ def test_packaged_minilm_folder_resolves():
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
 
 
-@pytest.mark.slow
 def test_minilm_matches_sentence_transformers_and_exports(tmp_path, monkeypatch):
     """The packaged model, loaded offline, pools to sentence-transformers' own embeddings, and the
     torch source's TorchScript export of it matches PyTorch in ONNX Runtime."""
