@@ -20,7 +20,7 @@ sample at a time and its outputs are stacked (``[N, *output of one run]``).
 A *runner* is an ONNX Runtime session (anything with ``get_inputs``/``get_outputs``/``run``) or a
 callable ``fn(feeds) -> {output name: array}`` (a source framework's model).
 
-Framework-free: numpy only (onnxruntime is the caller's).
+Framework-free: numpy, and onnxruntime inside :func:`cpu_session` only.
 """
 
 from __future__ import annotations
@@ -197,6 +197,17 @@ class _Runner:
         if not isinstance(result, Mapping):
             raise TypeError(f"a runner callable must return {{output name: array}}, got {type(result).__name__}")
         return {n: np.asarray(v) for n, v in result.items()}
+
+
+def cpu_session(model_path: Any) -> Any:
+    """A plain sequential CPU session with one thread (for calibration feeds and verification)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
 def cast_for(session: Any, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:

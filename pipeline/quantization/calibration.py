@@ -106,12 +106,10 @@ def batches(
     """Split the samples into feeds the model accepts: one sample at a time when the batch dim is
     fixed; a model that runs one sample at a time (stream, constant inputs, other batch axes) gets
     ``pipeline.execution.calibration_feeds`` (a stream: one feed per step, state from an fp32 run)."""
-    from pipeline.execution import calibration_feeds, one_at_a_time
+    from pipeline.execution import calibration_feeds, cpu_session, one_at_a_time
 
     if one_at_a_time(model_spec):
-        from pipeline.sources.common import ort_session
-
-        return calibration_feeds(ort_session(path), arrays, model_spec)
+        return calibration_feeds(cpu_session(path), arrays, model_spec)
     fixed = [shape[0] for _, _, shape in graph_inputs(path) if shape and isinstance(shape[0], int) and shape[0] > 0]
     count = len(next(iter(arrays.values())))
     if fixed:  # a fixed batch dim: whole batches only (a remainder would not fit the model)
