@@ -137,3 +137,47 @@ def test_initial_state_of_the_wrong_shape_is_one_line(tmp_path):
     inputs[1]["value"] = [1, 2, 3]
     with pytest.raises(ConfigError, match=r"inputs\[1\]\.value.*'state': the initial state has shape \[3\].*\[2, 1, 3\]"):
         onnx_source.prepare(_spec(path, inputs=inputs), tmp_path / "source", LOG)
+
+
+def _mixed(path: Path) -> Path:
+    """y[b, j] = (x[b, j] + w[j, b]) * s + c[j]: w batched on axis 1, s a constant scalar, c no batch axis."""
+    nodes = [
+        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+        helper.make_node("Add", ["x", "wt"], ["xw"]),
+        helper.make_node("Mul", ["xw", "s"], ["xs"]),
+        helper.make_node("Add", ["xs", "c"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "mixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, "n"]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("c", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_scalar_constant_no_batch_and_axis1_inputs_export(tmp_path):
+    path = _mixed(tmp_path / "m.onnx")
+    spec = validate_model(
+        {
+            "framework": "onnx", "path": str(path), "watch": str(path), "task": "regression",
+            "export": {"opset": None},
+            "inputs": [
+                {"name": "x", "shape": ["batch", 3]},
+                {"name": "w", "shape": [3, "batch"], "batch_axis": 1},
+                {"name": "s", "shape": [], "batch_axis": None, "value": 2.0},
+                {"name": "c", "shape": [3], "batch_axis": None, "range": [10, 20]},
+            ],
+            "reference": {"num_samples": 32},
+        },
+        "models.m",
+    )
+    inputs, outputs, _ = read_reference(_export(tmp_path, spec))
+    assert sorted(inputs) == ["c", "w", "x"] and all(v.shape == (32, 3) for v in inputs.values())
+    assert outputs["y"].shape == (32, 1, 3)  # one run per sample, stacked
+    np.testing.assert_allclose(outputs["y"][:, 0], (inputs["x"] + inputs["w"]) * 2 + inputs["c"], rtol=1e-6)
