@@ -119,6 +119,20 @@ def batches(
     return [{k: v[i : i + size] for k, v in arrays.items()} for i in range(0, stop, size)]
 
 
+def first_sample(path: Path, arrays: dict[str, np.ndarray], model_spec: ModelSpec | None = None) -> dict[str, np.ndarray]:
+    """One sample as the model takes it (batch axis kept), for estimating its activations: the
+    first row of each array, or for a one-at-a-time model its first feed (a stream's first step)."""
+    from pipeline.execution import calibration_feeds, cpu_session, one_at_a_time
+
+    first = {k: v[:1] for k, v in arrays.items()}
+    if not one_at_a_time(model_spec):
+        return first
+    if model_spec.stream is not None:  # the first step only: no need to run the whole stream
+        first = {k: v[:, :1] for k, v in first.items()}
+        model_spec = model_spec.model_copy(update={"stream": model_spec.stream.model_copy(update={"steps": 1})})
+    return calibration_feeds(cpu_session(path), first, model_spec)[0]
+
+
 def data_reader(feeds: list[dict[str, Any]]) -> Any:
     """An onnxruntime ``CalibrationDataReader`` over prepared feeds (rewindable)."""
     from onnxruntime.quantization import CalibrationDataReader

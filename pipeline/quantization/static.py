@@ -79,7 +79,7 @@ class StaticInt8(Quantizer):
 
         from pipeline.hardware import cpu_info
         from pipeline.quantization.bounded import budget_bytes, collect_ranges, estimate_activations, plan
-        from pipeline.quantization.calibration import batches, calibration_samples
+        from pipeline.quantization.calibration import batches, calibration_samples, first_sample
         from pipeline.quantization.preprocess import prepare
 
         check_exclusions(
@@ -112,7 +112,7 @@ class StaticInt8(Quantizer):
 
         # calibration in chunks that fit the memory budget, planned before anything runs
         budget, budget_source = budget_bytes(cal.memory_budget_gb)
-        estimate = estimate_activations(model_in, {k: v[:1] for k, v in arrays.items()}, ctx.log)
+        estimate = estimate_activations(model_in, first_sample(model_in, arrays, ctx.model_spec), ctx.log)
         inputs = sum(int(v.nbytes) for v in arrays.values())
         available = len(next(iter(arrays.values())))
         where = (f"{ctx.key}.calibration", ctx.source)
