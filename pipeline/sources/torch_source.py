@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError, PipelineError, StageError
+from pipeline.execution import one_at_a_time, run_samples
 from pipeline.fsutil import atomic_dir
 from pipeline.schema import ModelSpec
 from pipeline.sources.common import build_from_factory, finish_export, one_line, output_names, reference_samples, save_onnx
@@ -198,6 +199,18 @@ def torch_outputs(model: nn.Module, inputs: Mapping[str, np.ndarray], names: Seq
     return [np.concatenate(p) for p in parts]
 
 
+def _feeds_runner(model: nn.Module, names: Sequence[str], spec: ModelSpec):
+    """``model`` (a :class:`NamedInputs`) as a ``pipeline.execution`` runner: feeds -> outputs by
+    their names (``spec.outputs``, else ``output_<i>``), which stream state links refer to."""
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            outs = model(*[torch.from_numpy(np.array(feeds[n])) for n in names])
+        return dict(zip(output_names(spec, len(outs)), (t.detach().cpu().numpy() for t in outs)))
+
+    return run
+
+
 def example_dims(spec: ModelSpec) -> dict[str, int]:
     """Values for symbolic dims in the example inputs. Dynamic dims get at least 2 and distinct values
     (torch.export specializes sizes 0/1 and would unify dims with equal example sizes)."""
@@ -228,10 +241,15 @@ def example_inputs(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
 
     dims = example_dims(spec)
     tensors = []
+    states = {link.input for link in spec.stream.state} if spec.stream is not None else set()
     for inp in spec.inputs or []:
         shape = concrete_shape(inp, dims)
-        arr = sample_inputs([inp], dims, n=shape[0] if shape else 1, seed=spec.reference.seed)[inp.name]
-        tensors.append(torch.from_numpy(np.ascontiguousarray(arr.reshape(shape))))
+        if inp.value is not None and inp.name not in states:  # a constant input: its value
+            arr = np.asarray(inp.value, dtype=inp.dtype)
+        else:  # one whole example of the input's shape, drawn from its range
+            whole = inp.model_copy(update={"batch_axis": None, "value": None})
+            arr = sample_inputs([whole], dims, n=1, seed=spec.reference.seed)[inp.name][0]
+        tensors.append(torch.from_numpy(np.require(arr.reshape(shape), requirements="C")))  # scalars stay 0-d
     return tuple(tensors)
 
 
@@ -375,7 +393,10 @@ def export(spec: ModelSpec, source_dir: Path, out_dir: Path, log: logging.Logger
     model = NamedInputs(module, in_names).eval()
 
     samples = reference_samples(spec)
-    expected = torch_outputs(model, samples.inputs, in_names)
+    if one_at_a_time(spec):  # a stream, constant inputs or other batch axes (pipeline.execution)
+        expected = list(run_samples(_feeds_runner(model, in_names, spec), samples.inputs, spec).values())
+    else:
+        expected = torch_outputs(model, samples.inputs, in_names)
     out_names = output_names(spec, len(expected))
     args = example_inputs(spec)
     step = f"torch.onnx.export ({exporter})"
