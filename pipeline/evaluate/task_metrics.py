@@ -107,8 +107,9 @@ def check_task_fits(
                 key=f"{prefix}fidelity.pooling",
             )
     elif task in ("detection", "segmentation"):
-        # a map: two axes of size > 1 per sample; a stream's steps form one of them
-        needed = 1 if stream else 2
+        # a map: two axes of size > 1 per sample; a stream's steps are the map's (time) axis, so one
+        # value per step is a map too (a voice-activity probability per chunk)
+        needed = 0 if stream else 2
         big = [d for d in per_sample if d > 1]
         if len(big) < needed:
             unit = "step" if stream else "sample"

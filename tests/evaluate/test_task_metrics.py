@@ -194,7 +194,6 @@ def test_figure_names_are_the_gateable_fidelity_paths(task):
     [
         ("detection", (32, 2), False, "task", "output 'probs' has shape [32, 2] [samples, ...]: detection on a 2-class vector"),
         ("segmentation", (32, 1, 1), False, "task", "segmentation on a scalar per sample"),
-        ("detection", (32, 8, 1), True, "task", "[32, 8, 1] [samples, steps, ...]: detection on a scalar per step"),
         ("classification", (32, 1), False, "task", "needs class scores on the last axis (at least 2 classes)"),
         ("classification", (32,), False, "task", "output 'probs' has shape [32]"),
         ("classification", (32, 8), True, "task", "[32, 8] [samples, steps, ...]"),
@@ -220,6 +219,7 @@ def test_task_that_does_not_fit_is_one_line(task, shape, stream, key, text):
         ("detection", (32, 1, 48, 48), False, "mean"),
         ("segmentation", (32, 5, 48), False, "mean"),
         ("detection", (32, 8, 3), True, "mean"),
+        ("detection", (32, 48, 1, 1), True, "mean"),  # one probability per step: the steps are the map (a VAD)
         ("regression", (32, 1), False, "mean"),
         ("other", (32,), True, "mean"),
     ],
