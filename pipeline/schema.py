@@ -204,14 +204,16 @@ TASKS: tuple[str, ...] = Task.__args__  # type: ignore[attr-defined]
 class FidelitySpec(Strict):
     """How the task's fidelity is read from the outputs (one output: ``output``, default the first).
 
-    classification: class axis last; any axes between the sample axis and the class axis are
-    positions (per-sample agreement = share of positions whose argmax matches).
+    classification: the class axis is ``class_axis`` of the model's output (default the last; 1 for
+    channel-first per-pixel scores ``[batch, classes, h, w]``); the other axes after the batch axis
+    are positions (per-sample agreement = share of positions whose argmax matches).
     embedding: ``pooling`` over the positions axis (axis 1 of ``[batch, positions, dim]``):
     ``mean`` (masked by ``mask_input`` when given), ``cls`` (position 0) or ``none`` (already pooled).
     detection / segmentation: the map is binarised at ``threshold`` (``> threshold``) before IoU.
     """
 
     output: str | None = None
+    class_axis: int = -1
     pooling: Literal["mean", "cls", "none"] = "mean"
     mask_input: str | None = None
     threshold: float = 0.5
@@ -235,6 +237,14 @@ class MetricSpec(Factory):
                 raise ValueError(f"metric name {name!r} must be an identifier (letters, digits, _)")
         if len(set(value)) != len(value):
             raise ValueError(f"duplicate names in provides {value}")
+        from pipeline.evaluate.gates import builtin_metric_names
+
+        taken = sorted(set(value) & builtin_metric_names())
+        if taken:
+            raise ValueError(
+                f"custom metric name(s) {taken} are built-in metric names: a gate on them would read the "
+                "built-in figure; choose other names"
+            )
         return value
 
     def as_hydra(self) -> dict[str, Any]:

@@ -152,3 +152,11 @@ def test_source_file_is_named():
 def test_unknown_top_level_key():
     e = err(validate_project, {**project(), "bulids": {}})
     assert e.key == "bulids"
+
+
+def test_custom_metric_names_cannot_shadow_built_in_ones():
+    from pipeline.schema import MetricSpec
+
+    with pytest.raises(ValueError, match=r"built-in metric names: a gate on them would read the built-in figure"):
+        MetricSpec.model_validate({"_target_": "pipeline.data.digits.load", "provides": ["iou_min", "cer"]})
+    assert MetricSpec.model_validate({"_target_": "pipeline.data.digits.load", "provides": ["cer"]}).provides == ["cer"]

@@ -60,6 +60,11 @@ REFERENCE_BOUND: tuple[str, ...] = ("fidelity.", "accuracy.", CUSTOM_PREFIX)
 DEGENERATE_PATH = "fidelity.reference_degenerate"
 
 
+def builtin_metric_names() -> set[str]:
+    """Every built-in short name (any task) and named gate: custom metrics may not take them."""
+    return {*COMMON_METRICS, *(n for names in TASK_METRICS.values() for n in names), *GATES}
+
+
 def gate_names(task: str, custom: Any = ()) -> dict[str, str]:
     """Every short name a build of a ``task`` model may gate -> its metric path (custom metrics:
     each name in a MetricSpec's ``provides`` -> ``custom.<name>``)."""
@@ -112,18 +117,40 @@ def gate_items(gates: Any, task: str = "classification") -> list[tuple[str, str,
     return items
 
 
+# the figures over every output at once (the rest of fidelity.* reads the task's output)
+ALL_OUTPUT_FIGURES = ("fidelity.cosine_min", "fidelity.cosine_mean", "fidelity.max_abs_err",
+                      "fidelity.mean_abs_err", "fidelity.nonfinite")
+
+
+def _blocking(path: str, degenerate: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The degenerate reference outputs that make the gate on ``path`` meaningless: for a figure over
+    every output, only when all of them are degenerate; otherwise when the task's output
+    (``fidelity.output``, which accuracy and custom metrics also judge) is; else none."""
+    if not degenerate or not path.startswith(REFERENCE_BOUND):
+        return {}
+    per_output = metric_value(metrics, "fidelity.per_output")
+    if path in ALL_OUTPUT_FIGURES:
+        outputs = set(per_output) if isinstance(per_output, Mapping) else set(degenerate)
+        return dict(degenerate) if outputs <= set(degenerate) else {}
+    task_output = metric_value(metrics, "fidelity.output")
+    if task_output is None or task_output in degenerate:
+        return {k: v for k, v in degenerate.items() if task_output is None or k == task_output}
+    return {}
+
+
 def evaluate_gates(metrics: Mapping[str, Any], gates: Any) -> dict[str, Any]:
     """``{passed, failures: [...], checked: {gate: {metric, threshold, value, passed}}}``.
 
-    While ``fidelity.reference_degenerate`` names a degenerate reference output, every gate on a
-    metric measured against the reference (:data:`REFERENCE_BOUND`) fails, whatever its value."""
+    While ``fidelity.reference_degenerate`` names a degenerate reference output that a gate's metric
+    is measured on (see :func:`_blocking`), the gate fails, whatever its value."""
     checked: dict[str, Any] = {}
     failures: list[str] = []
     task = metric_value(metrics, "build.task") or "classification"
-    degenerate = metric_value(metrics, DEGENERATE_PATH) or {}
+    all_degenerate = metric_value(metrics, DEGENERATE_PATH) or {}
     for gate, path, kind, threshold in gate_items(gates, task):
         value = metric_value(metrics, path)
-        if degenerate and path.startswith(REFERENCE_BOUND):
+        degenerate = _blocking(path, all_degenerate, metrics)
+        if degenerate:
             from pipeline.evaluate.reference_check import describe
 
             ok, value = False, None if value is None else float(value)

@@ -130,10 +130,14 @@ def read_search(artifact_dir: str | Path) -> dict[str, Any] | None:
     return summary(Path(artifact_dir))
 
 
-def quality_metrics(session: Any, ref: Reference, samples: int, model_spec: Any, log: logging.Logger) -> dict[str, Any]:
-    """``{"fidelity": ..., "accuracy": ...}`` of ``session`` on ``samples`` reference samples, exactly
-    as :func:`evaluate_build` measures them (the search evaluates its candidates' gates with it)."""
-    fid, acc, custom = _fidelity_and_accuracy(session, ref, samples, model_spec, log, model_spec.metrics)
+def quality_metrics(
+    session: Any, ref: Reference, samples: int, model_spec: Any, log: logging.Logger, build: Any = None
+) -> dict[str, Any]:
+    """``{"fidelity": ..., "accuracy": ..., "custom": ...}`` of ``session`` on ``samples`` reference
+    samples, exactly as :func:`evaluate_build` measures them, with the model's and the ``build``'s
+    custom metrics (the search evaluates its candidates' gates with it)."""
+    custom_specs = [*model_spec.metrics, *(build.evaluate.metrics if build is not None else [])]
+    fid, acc, custom = _fidelity_and_accuracy(session, ref, samples, model_spec, log, custom_specs)
     return {"fidelity": fid, **custom} if acc is None else {"fidelity": fid, "accuracy": acc, **custom}
 
 
@@ -176,7 +180,8 @@ def _fidelity_and_accuracy(
         extra["custom"], errors = run_custom_metrics(custom, ref_n, build_n, inputs_n, labels_n, log)
         if errors:
             extra["custom_errors"] = errors
-    first_out, first_ref = (class_scores(o[fid["output"]], stream) for o in (build_out, ref.outputs))
+    first_out, first_ref = (class_scores(o[fid["output"]], stream, model_spec.fidelity.class_axis)
+                            for o in (build_out, ref.outputs))
     acc = None
     if use_labels:
         top1 = accuracy(first_out, ref.labels)

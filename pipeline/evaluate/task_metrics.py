@@ -74,10 +74,16 @@ def _class_shape(shape: Sequence[int], stream: bool) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def class_scores(values: np.ndarray, stream: bool) -> np.ndarray:
-    """Class scores with the class axis last: trailing size-1 axes after the sample (and steps)
-    axes are dropped, so ``[N, 1000, 1, 1]`` reads as ``[N, 1000]``."""
+def class_scores(values: np.ndarray, stream: bool, class_axis: int = -1) -> np.ndarray:
+    """Class scores with the class axis last: ``class_axis`` (of the model's output, i.e. counted
+    without the stored sample axis when >= 0; e.g. 1 for channel-first ``[n, classes, h, w]``) is
+    moved last; then trailing size-1 axes after the sample (and steps) axes are dropped, so
+    ``[N, 1000, 1, 1]`` reads as ``[N, 1000]``."""
     arr = np.asarray(values)
+    if class_axis != -1:
+        lead = 2 if stream else 1
+        axis = class_axis + lead - 1 if class_axis >= 0 else class_axis
+        arr = np.moveaxis(arr, axis, -1)
     return arr.reshape(_class_shape(arr.shape, stream))
 
 
@@ -92,7 +98,7 @@ def check_task_fits(
     per_sample = shape[lead:]
     where = f"output '{output_name}' has shape {_shape_text(shape, stream)}"
     if task == "classification":
-        scores = _class_shape(shape, stream)
+        scores = class_scores(np.broadcast_to(np.uint8(0), shape), stream, spec.class_axis).shape  # no memory
         if len(scores) < lead + 1 or scores[-1] < 2:
             raise ConfigError(
                 f"task 'classification' needs class scores on the last axis (at least 2 classes), but {where}",
@@ -151,7 +157,7 @@ def classification(reference_outputs: Arrays, build_outputs: Arrays, inputs: Arr
                    stream: bool) -> dict[str, float]:
     """Top-1 agreement with the source: over all positions of all samples, and the worst sample's."""
     _, ref, out = _pair(reference_outputs, build_outputs, spec)
-    ref, out = class_scores(ref, stream), class_scores(out, stream)
+    ref, out = class_scores(ref, stream, spec.class_axis), class_scores(out, stream, spec.class_axis)
     agree = (out.argmax(axis=-1) == ref.argmax(axis=-1)) & np.isfinite(out).all(axis=-1)
     per_sample = agree.reshape(len(agree), -1).mean(axis=1)
     return {"top1_agreement": float(agree.mean()), "top1_agreement_min": float(per_sample.min())}

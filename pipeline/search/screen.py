@@ -74,7 +74,7 @@ class Bench:
     def quality(self, path: Path, samples: int) -> dict[str, Any]:
         from pipeline.evaluate.metrics import quality_metrics
 
-        return quality_metrics(self.session(path), self.ref, samples, self.model_spec, self.log)
+        return quality_metrics(self.session(path), self.ref, samples, self.model_spec, self.log, build=self.build)
 
     def speed(self, paths: Mapping[str, Path], warmup: int, runs: int, blocks: int) -> dict[str, Any]:
         """One interleaved run of the export and every model in ``paths``: per name

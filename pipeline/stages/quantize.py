@@ -77,7 +77,7 @@ def quantize_build(
             "ops": after["ops"],
             "opsets": after["opsets"],
             "calibration_samples": int(info.get("calibration_samples", 0)),
-            **quantized_nodes(src, dst, name, log),
+            **quantized_nodes(src, dst, name, log, float_on_purpose=bool(info.get("float_chosen"))),
             "size_mb_before": round(model_size_mb(src), 6),
             "size_mb_after": round(model_size_mb(dst), 6),
             "seconds": round(seconds, 4),
@@ -91,7 +91,9 @@ def quantize_build(
     return result
 
 
-def quantized_nodes(src: Path, dst: Path, quantizer: str, log: logging.Logger) -> dict[str, int]:
+def quantized_nodes(
+    src: Path, dst: Path, quantizer: str, log: logging.Logger, float_on_purpose: bool = False
+) -> dict[str, int]:
     """``quantized_nodes`` / ``quantized_in_subgraphs``: quantization nodes the quantizer added (the
     artifact's count minus its input's, subgraphs included). A quantizer that added none logs a
     warning saying so plainly."""
@@ -106,7 +108,9 @@ def quantized_nodes(src: Path, dst: Path, quantizer: str, log: logging.Logger) -
         "quantized_nodes": after.total - before.total,
         "quantized_in_subgraphs": after.in_subgraphs - before.in_subgraphs,
     }
-    if quantizer != "none" and counts["quantized_nodes"] <= 0:
+    if float_on_purpose:  # a search that chose the float model says why in its own log lines
+        log.info("the search shipped a float model: no quantization node added")
+    elif quantizer != "none" and counts["quantized_nodes"] <= 0:
         why = (
             "no node in the main graph or its If/Loop subgraphs was quantized; static quantization leaves "
             "subgraphs alone, dynamic_int8 quantizes them"

@@ -116,3 +116,24 @@ def test_two_degenerate_outputs_are_named_together():
         "reference output 'a' is degenerate (all zero); reference output 'b' is degenerate (non-finite values): "
         "fidelity gate min_cosine cannot pass"
     )
+
+
+def test_a_degenerate_side_output_does_not_block_gates_on_the_task_output():
+    """A constant side output (a count, a saturated state) fails only gates measured on it."""
+    metrics = {
+        "build": {"task": "detection"},
+        "fidelity": {
+            "output": "map", "iou_min": 0.97, "cosine_min": 0.99,
+            "per_output": {"map": {}, "aux": {}},
+            "reference_degenerate": {"aux": ["constant over samples"]},
+        },
+    }
+    report = evaluate_gates(metrics, Gates(min_cosine=0.9, min={"iou_min": 0.95}))
+    assert report["passed"], report["failures"]
+    # the task's own output degenerate: its figures cannot pass
+    metrics["fidelity"]["reference_degenerate"] = {"map": ["all zero"]}
+    report = evaluate_gates(metrics, Gates(min_cosine=0.9, min={"iou_min": 0.95}))
+    assert report["failures"] == ["reference output 'map' is degenerate (all zero): fidelity gate min.iou_min cannot pass"]
+    # every output degenerate: the figures over all outputs cannot pass either
+    metrics["fidelity"]["reference_degenerate"] = {"map": ["all zero"], "aux": ["all zero"]}
+    assert len(evaluate_gates(metrics, Gates(min_cosine=0.9))["failures"]) == 1

@@ -289,3 +289,18 @@ def test_stream_embedding_pools_each_step_with_its_mask():
     figures = TASK_FIDELITY["embedding"]({"h": ref}, {"h": out}, {"m": mask}, spec, True)
     assert figures["embedding_cosine_mean"] < 1.0 and figures["embedding_cosine_min"] < 1.0
     assert figures["embedding_cosine_mean"] == pytest.approx((1.0 + figures["embedding_cosine_min"]) / 2)
+
+
+def test_channel_first_class_scores_need_class_axis():
+    """[n, classes, h, w]: read along the last axis, every position would look unchanged."""
+    from pipeline.evaluate.task_metrics import TASK_FIDELITY
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(2, 5, 3, 3))
+    out = ref.copy()
+    out[:, 0] += 10.0  # class 0 now wins at every position
+    spec = FidelitySpec(class_axis=1)
+    figures = TASK_FIDELITY["classification"]({"o": ref}, {"o": out}, {}, spec, False)
+    expected = float((ref.argmax(axis=1) == 0).mean())
+    assert figures["top1_agreement"] == pytest.approx(expected)
+    assert figures["top1_agreement"] < 1.0
