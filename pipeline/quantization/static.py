@@ -72,14 +72,14 @@ class StaticInt8(Quantizer):
                 )
             return self
 
-    def run(self, src: Path, dst: Path, params: Params, ctx: QuantContext) -> dict[str, Any]:
+    def run(self, src: Path, dst: Path, params: Params, ctx: QuantContext, ranges: Any = None) -> dict[str, Any]:
+        """``ranges``: tensor ranges from :meth:`calibrate` on the same graph and calibration settings
+        (the search re-quantizes one graph with different exclusions without recalibrating)."""
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.calibrate import save_tensors_data
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
         from pipeline.hardware import cpu_info
-        from pipeline.quantization.bounded import budget_bytes, collect_ranges, estimate_activations, plan
-        from pipeline.quantization.calibration import batches, calibration_samples, first_sample
         from pipeline.quantization.preprocess import prepare
 
         check_exclusions(
@@ -100,7 +100,6 @@ class StaticInt8(Quantizer):
             params.per_channel, types["basis"],
         )
         cal = params.calibration
-        arrays, origin = calibration_samples(model_in, cal.dataset, cal.num_samples, cal.seed, ctx)
         default_ops = set(QLinearOpsRegistry) | set(QDQRegistry) if qdq else set(QLinearOpsRegistry)
         ops = op_types_to_quantize(params.op_types_to_quantize, params.op_types_to_exclude, default_ops)
         extra: dict[str, Any] = {}
@@ -109,7 +108,65 @@ class StaticInt8(Quantizer):
         qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
         external = uses_external_data(model_in)
         t0 = time.perf_counter()
+        if ranges is None:
+            ranges, cal_info = self.calibrate(model_in, params, ctx)
+        else:
+            cal_info = {"calibration_reused": True}
+        cache = ctx.work_dir / "calibration_ranges.json"
+        save_tensors_data(ranges, cache)
+        quantize_static(
+            str(model_in),
+            str(dst),
+            None,
+            quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+            op_types_to_quantize=ops,
+            per_channel=params.per_channel,
+            reduce_range=types["reduce_range"],
+            activation_type=qtype[types["activation_type"]],
+            weight_type=qtype[types["weight_type"]],
+            nodes_to_exclude=list(params.nodes_to_exclude),
+            use_external_data_format=external,
+            calibrate_method=getattr(CalibrationMethod, METHODS[cal.method]),
+            extra_options=extra,
+            calibration_cache_path=str(cache),
+        )
+        cache.unlink()
+        if qdq and params.nodes_to_exclude:
+            keep_excluded_in_float(dst, params.nodes_to_exclude, model_in)
+        check_loads(dst)
+        info.update(
+            {
+                "format": params.format,
+                "per_channel": params.per_channel,
+                "activation_type": types["activation_type"],
+                "weight_type": types["weight_type"],
+                "reduce_range": types["reduce_range"],
+                "isa_basis": types["basis"],
+                "calibration_method": cal.method,
+                **cal_info,
+                "op_types_to_quantize": ops,
+                "nodes_to_exclude": list(params.nodes_to_exclude),
+                "external_data": external,
+                "quantize_seconds": round(time.perf_counter() - t0, 4),
+            }
+        )
+        if cal.method == "percentile":
+            info["calibration_percentile"] = cal.percentile
+        return info
 
+    def calibrate(self, model_in: Path, params: Params, ctx: QuantContext) -> tuple[Any, dict[str, Any]]:
+        """Tensor ranges (onnxruntime ``TensorsData``) of ``model_in`` on the calibration data, fed in
+        chunks that fit the memory budget, and the calibration info."""
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+        from pipeline.quantization.bounded import budget_bytes, collect_ranges, estimate_activations, plan
+        from pipeline.quantization.calibration import batches, calibration_samples, first_sample
+
+        cal = params.calibration
+        qdq = params.format == "qdq"
+        arrays, origin = calibration_samples(model_in, cal.dataset, cal.num_samples, cal.seed, ctx)
+        default_ops = set(QLinearOpsRegistry) | set(QDQRegistry) if qdq else set(QLinearOpsRegistry)
+        ops = op_types_to_quantize(params.op_types_to_quantize, params.op_types_to_exclude, default_ops)
         # calibration in chunks that fit the memory budget, planned before anything runs
         budget, budget_source = budget_bytes(cal.memory_budget_gb)
         estimate = estimate_activations(model_in, first_sample(model_in, arrays, ctx.model_spec), ctx.log)
@@ -133,45 +190,117 @@ class StaticInt8(Quantizer):
         # quantize_static's own calibrator defaults: every quantizable op type, percentile option by name
         calibrated_ops = ops if ops is not None else sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
         options = {"percentile": cal.percentile} if cal.method == "percentile" else {}
-        ranges = collect_ranges(model_in, chunks, cal.method, calibrated_ops, options, external, ctx.work_dir)
-        cache = ctx.work_dir / "calibration_ranges.json"
-        save_tensors_data(ranges, cache)
-        quantize_static(
-            str(model_in),
-            str(dst),
-            None,
-            quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
-            op_types_to_quantize=ops,
-            per_channel=params.per_channel,
-            reduce_range=types["reduce_range"],
-            activation_type=qtype[types["activation_type"]],
-            weight_type=qtype[types["weight_type"]],
-            nodes_to_exclude=list(params.nodes_to_exclude),
-            use_external_data_format=external,
-            calibrate_method=getattr(CalibrationMethod, METHODS[cal.method]),
-            extra_options=extra,
-            calibration_cache_path=str(cache),
+        ranges = collect_ranges(
+            model_in, chunks, cal.method, calibrated_ops, options, uses_external_data(model_in), ctx.work_dir
         )
-        cache.unlink()
-        check_loads(dst)
-        info.update(
-            {
-                "format": params.format,
-                "per_channel": params.per_channel,
-                "activation_type": types["activation_type"],
-                "weight_type": types["weight_type"],
-                "reduce_range": types["reduce_range"],
-                "isa_basis": types["basis"],
-                "calibration_method": cal.method,
-                "calibration_samples": count,
-                "calibration_source": origin,
-                "calibration_memory": chosen.info(estimate),
-                "op_types_to_quantize": ops,
-                "nodes_to_exclude": list(params.nodes_to_exclude),
-                "external_data": external,
-                "quantize_seconds": round(time.perf_counter() - t0, 4),
-            }
-        )
-        if cal.method == "percentile":
-            info["calibration_percentile"] = cal.percentile
-        return info
+        info = {"calibration_samples": count, "calibration_source": origin, "calibration_memory": chosen.info(estimate)}
+        return ranges, info
+
+
+def keep_excluded_in_float(path: Path, nodes: list[str], float_path: Path) -> int:
+    """Make the excluded nodes of a QDQ model compute on float inputs; returns how many inputs were rewired.
+
+    ONNX Runtime's QDQ quantizer puts one Q/DQ pair on a tensor that any quantized node reads (or
+    writes) and rewires EVERY consumer to the DequantizeLinear output, excluded nodes included: an
+    excluded node keeps float weights but still reads int8-rounded activations, so keeping nodes
+    in float barely changes (or worsens) fidelity. Here each excluded node reads the tensor before
+    its QuantizeLinear again, and Q/DQ pairs nobody reads any more are dropped; with every node
+    excluded the graph is the float graph. The quantizer also removes a Clip/Relu after a quantized
+    node (the QuantizeLinear's range clips instead, and the producer takes the activation's output
+    name): an excluded reader of such a tensor gets a float copy of the removed activation
+    (``float_path``: the float model that was quantized)."""
+    import onnx
+    from onnx import helper
+
+    from pipeline.passes.base import save_like
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    float_graph = onnx.load(str(float_path), load_external_data=False).graph
+    float_producer = {o: n for n in float_graph.node for o in n.output}
+    float_inits = {i.name: i for i in float_graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {i.name for i in graph.initializer}
+    excluded = set(nodes)
+    restored: dict[str, str] = {}  # tensor -> the float activation's output that replaces it
+
+    def float_tensor(name: str) -> str | None:
+        """The float value of ``name`` (a QuantizeLinear's input) in this graph, or None."""
+        fp, qp = float_producer.get(name), producer.get(name)
+        if fp is None or (qp is not None and qp.name == fp.name):
+            return name  # a graph input, or produced by the same node as in the float model
+        if name in restored:
+            return restored[name]
+        if fp.op_type not in ("Clip", "Relu") or qp is None:
+            return None
+        copy = helper.make_node(fp.op_type, [name, *fp.input[1:]], [f"{name}_float"], name=f"{fp.name}_float")
+        copy.attribute.extend(fp.attribute)
+        for extra in fp.input[1:]:
+            if extra and extra not in inits:
+                if extra not in float_inits:
+                    return None
+                graph.initializer.append(float_inits[extra])
+                inits.add(extra)
+        graph.node.append(copy)
+        restored[name] = copy.output[0]
+        return restored[name]
+
+    rewired = 0
+    for node in list(graph.node):
+        if node.name not in excluded:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear" or q.input[0] in inits:
+                continue  # a pre-quantized weight, or a weight's own DQ: not an activation pair
+            value = float_tensor(q.input[0])
+            if value is not None:
+                node.input[k] = value
+                rewired += 1
+    if not rewired:
+        return 0
+    if restored:  # the copies were appended: put the graph back in topological order
+        _sort_topologically(graph)
+    outputs = {o.name for o in graph.output}
+    freed: set[str] = set()
+    while True:  # drop Q/DQ nodes whose outputs nobody reads
+        read = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not set(n.output) & read]
+        if not dead:
+            break
+        for n in dead:
+            freed.update(n.input)
+            graph.node.remove(n)
+    read = {i for n in graph.node for i in n.input}
+    for init in [i for i in graph.initializer if i.name in freed and i.name not in read]:  # their scales, zero points
+        graph.initializer.remove(init)
+    save_like(model, path, path)
+    return rewired
+
+
+def _sort_topologically(graph: Any) -> None:
+    """Reorder the main graph's nodes so every node follows the producers of its inputs."""
+    produced = {o for n in graph.node for o in n.output if o}
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            # inputs produced by no node are outer-scope or optional: available from the start
+            if all(i in ready or i not in produced for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError(f"graph has a cycle through {[n.name for n in rest][:3]}")
+        pending = rest
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
