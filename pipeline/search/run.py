@@ -88,6 +88,7 @@ class Search:
         self.records: dict[str, dict[str, Any]] = {}
         self.cands: dict[str, Candidate] = {}
         self.mixed: list[dict[str, Any]] = []
+        self.ranges: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}  # static calibration per graph/settings
 
     # -- graph variants -----------------------------------------------------------------------
 
@@ -178,7 +179,14 @@ class Search:
         impl, qparams = self.quantizer_params(cand)
         try:
             src = self.prepare(cand.graph)
-            info = impl.run(src, dst, qparams, self.sub_ctx(cand.name))
+            if cand.mode == "static":  # one calibration per graph and settings, reused by every exclusion step
+                key = (cand.graph, cand.method, cand.op_types)
+                if key not in self.ranges:
+                    self.ranges[key] = impl.calibrate(src, qparams, self.sub_ctx(f"calibration-{cand.name}"))
+                ranges, cal_info = self.ranges[key]
+                info = {**impl.run(src, dst, qparams, self.sub_ctx(cand.name), ranges=ranges), **cal_info}
+            else:
+                info = impl.run(src, dst, qparams, self.sub_ctx(cand.name))
         except Exception as exc:
             self.log.info("candidate %s failed: %s", cand.name, one_line(exc))
             self.log.debug("candidate %s failed", cand.name, exc_info=True)
@@ -252,7 +260,7 @@ class Search:
         cal = self.params.calibration
         ctx = self.sub_ctx(f"ranking-data-{cand.name}")
         arrays, _ = calibration_samples(src, cal.dataset, self.params.mixed_precision.ranking_samples, cal.seed, ctx)
-        feeds = batches(src, arrays, max_batch=1)
+        feeds = batches(src, arrays, max_batch=1, model_spec=self.ctx.model_spec)
         return rank_nodes(src, qdq, feeds, self.work / "ranking" / f"{cand.name}-probe", ops)
 
     def mixed_precision(self, cand: Candidate) -> None:
