@@ -84,11 +84,13 @@ class Bench:
         from pipeline.evaluate.fidelity import cast_feeds, fixed_batch
         from pipeline.evaluate.latency import benchmark_lock, block_sizes, measure_interleaved, stats_ms
         from pipeline.evaluate.verdict import speed_noise
+        from pipeline.execution import one_at_a_time, step_feeds
 
         sessions = {"reference": self.session(self.export)}
         sessions.update({name: self.session(path) for name, path in paths.items()})
-        batch = fixed_batch(sessions["reference"]) or self.build.evaluate.batch_size
-        inputs = self.ref.batch(batch)
+        batch = 1 if one_at_a_time(self.model_spec) else fixed_batch(sessions["reference"]) or self.build.evaluate.batch_size
+        # a stream: the feed of its middle step (state included); else ``batch`` samples
+        inputs = step_feeds(sessions["reference"], self.ref.inputs, self.model_spec, batch)
         feeds = {name: (s, cast_feeds(s, inputs)) for name, s in sessions.items()}
         with benchmark_lock(log=self.log):
             times = measure_interleaved(feeds, warmup, runs, blocks)
