@@ -53,6 +53,16 @@ TASK_METRICS: dict[str, dict[str, str]] = {
     },
 }
 TASK_METRICS["other"] = TASK_METRICS["regression"]
+# the one figure that says how faithful a build is for its task (worst sample), and its direction
+# (+1: higher is better): the search ranks and describes candidates by it
+TASK_HEADLINE: dict[str, tuple[str, int]] = {
+    "classification": ("top1_agreement_min", 1),
+    "embedding": ("embedding_cosine_min", 1),
+    "detection": ("iou_min", 1),
+    "segmentation": ("iou_min", 1),
+    "regression": ("rel_err_max", -1),
+    "other": ("rel_err_max", -1),
+}
 CUSTOM_PREFIX = "custom."
 # metrics measured against the source's outputs: no gate on them passes while a reference output is
 # degenerate (constant over samples, all zero, non-finite; pipeline.evaluate.reference_check)

@@ -8,7 +8,8 @@ interleaved run: speedup over the fp32 export, noise interval, per-block medians
    10th..90th percentile of their per-block time ratios (same blocks of the same run) lies above 1
    (:func:`pipeline.evaluate.verdict.noise_interval`). Every competitor the leader does not beat is
    tied with it; among tied candidates the one with fewer changes wins (the fp32-optimized model
-   before a fused graph before a quantized one), then the more faithful (higher ``cosine_min``),
+   before a fused graph before a quantized one), then the more faithful (the task's worst-sample
+   figure, :data:`pipeline.evaluate.gates.TASK_HEADLINE`: ``iou_min``, ``embedding_cosine_min``, ...),
    then the faster.
 3. So when no quantized candidate beats the fp32-optimized model beyond noise, the fp32-optimized
    model ships, and the reason says so.
@@ -30,9 +31,22 @@ def _final(cand: Mapping[str, Any]) -> Mapping[str, Any]:
     return cand.get("final") or {}
 
 
-def faithfulness(cand: Mapping[str, Any]) -> float:
-    value = (_final(cand).get("fidelity") or {}).get("cosine_min")
-    return float(value) if value is not None else float("-inf")
+def task_figure(fidelity: Mapping[str, Any]) -> tuple[str, float | None, int]:
+    """``(name, value, direction)`` of the task's worst-sample figure in a fidelity dict (the
+    flattened ``cosine_min`` for records without a task)."""
+    from pipeline.evaluate.gates import TASK_HEADLINE
+
+    name, sign = TASK_HEADLINE.get(fidelity.get("task"), ("cosine_min", 1))
+    value = fidelity.get(name)
+    if value is None:
+        name, sign, value = "cosine_min", 1, fidelity.get("cosine_min")
+    return name, None if value is None else float(value), sign
+
+
+def faithfulness(cand: Mapping[str, Any], stage: str = "final") -> float:
+    """Higher is more faithful: the task's worst-sample figure (negated for errors)."""
+    _, value, sign = task_figure(cand.get(stage) and cand[stage].get("fidelity") or {})
+    return sign * value if value is not None and value == value else float("-inf")
 
 
 def pair_interval(fast: Mapping[str, Any], slow: Mapping[str, Any]) -> tuple[float, float]:
@@ -50,11 +64,11 @@ def beats_beyond_noise(fast: Mapping[str, Any], slow: Mapping[str, Any]) -> bool
 
 
 def describe(cand: Mapping[str, Any]) -> str:
-    """``static-pc-minmax 1.85x (noise 1.71-1.93x, cosine_min 0.99940)``."""
+    """``static-pc-minmax 1.85x (noise 1.71-1.93x, iou_min 0.96100)``: the task's worst-sample figure."""
     f = _final(cand)
     lo, hi = f["interval"]
-    fid = faithfulness(cand)
-    extra = f", cosine_min {fid:.5f}" if fid != float("-inf") else ""
+    name, value, _ = task_figure(f.get("fidelity") or {})
+    extra = f", {name} {value:.5f}" if value is not None else ""
     return f"{cand['name']} {f['speedup']:.2f}x (noise {lo:.2f}-{hi:.2f}x{extra})"
 
 

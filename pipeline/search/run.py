@@ -315,11 +315,13 @@ class Search:
     # -- the whole search ---------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        from pipeline.search.choose import FP32, choose
+        from pipeline.search.choose import FP32, choose, faithfulness
 
         p = self.params
         self.graph_variants()
-        the_plan = plan(p.space, list(self.graphs))
+        from pipeline.quantization.base import graph_summary
+
+        the_plan = plan(p.space, list(self.graphs), {g: graph_summary(path)[1] for g, path in self.graphs.items()})
         for cand in the_plan.candidates:
             self.materialize(cand)
         ok = [n for n, r in self.records.items() if r["status"] == "ok"]
@@ -331,10 +333,9 @@ class Search:
         screened = [r for r in self.records.values() if r.get("screen")]
         if p.mixed_precision.enabled:
             failing = [r for r in screened if self.cands[r["name"]].quantized and not r["screen"]["quality_passed"]]
-            # closest to the gates first (fewest missed quality gates, highest cosine), then fastest
+            # closest to the gates first (fewest missed quality gates, most faithful for the task), then fastest
             failing.sort(key=lambda r: (
-                len(r["screen"]["quality_failures"]), -float(r["screen"]["fidelity"].get("cosine_min", 0.0)),
-                -r["screen"]["speedup"], r["name"],
+                len(r["screen"]["quality_failures"]), -faithfulness(r, "screen"), -r["screen"]["speedup"], r["name"],
             ))
             for r in failing[: p.mixed_precision.candidates]:
                 self.mixed_precision(self.cands[r["name"]])

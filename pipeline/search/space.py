@@ -137,10 +137,21 @@ def float_candidates(graphs: list[str]) -> list[Candidate]:
     return [Candidate(graph=g, mode=FLOAT) for g in graphs]
 
 
-def quantized_candidates(space: Space, graphs: list[str]) -> list[Candidate]:
-    """The product of the space's dimensions over the graphs that exist, without duplicates."""
+def quantizable_ops(mode: str) -> set[str]:
+    """The op types ONNX Runtime quantizes by default in ``mode`` (dynamic or static QDQ)."""
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
+    return set(IntegerOpsRegistry) if mode == "dynamic" else set(QLinearOpsRegistry) | set(QDQRegistry)
+
+
+def quantized_candidates(
+    space: Space, graphs: list[str], graph_ops: dict[str, set[str]] | None = None
+) -> list[Candidate]:
+    """The product of the space's dimensions over the graphs that exist, without duplicates: with
+    ``graph_ops`` (op types per graph), two op-type choices that quantize the same ops of the graph
+    (``null`` and ``[Conv]`` on a Conv-only network) are one candidate (the first listed)."""
     out: list[Candidate] = []
-    seen: set[str] = set()
+    seen: set[Any] = set()
     for graph, mode, pc, method, ops in product(
         graphs, space.modes, space.per_channel, space.calibration_methods, space.op_types
     ):
@@ -151,15 +162,20 @@ def quantized_candidates(space: Space, graphs: list[str]) -> list[Candidate]:
             method=method if mode == "static" else None,
             op_types=tuple(ops) if ops else None,
         )
-        if cand.name not in seen:
-            seen.add(cand.name)
+        key: Any = cand.name
+        if graph_ops is not None and graph in graph_ops:
+            effective = (set(ops) if ops else quantizable_ops(mode)) & graph_ops[graph]
+            key = (graph, mode, pc, cand.method, frozenset(effective))
+        if key not in seen:
+            seen.add(key)
             out.append(cand)
     return out
 
 
-def plan(space: Space, available_graphs: list[str]) -> Plan:
-    """Every candidate over the graph variants that exist (``passes`` always does)."""
+def plan(space: Space, available_graphs: list[str], graph_ops: dict[str, set[str]] | None = None) -> Plan:
+    """Every candidate over the graph variants that exist (``passes`` always does); ``graph_ops``
+    (op types per graph) drops candidates that would quantize exactly the same ops as an earlier one."""
     graphs = [g for g in space.graphs if g in available_graphs]
     if "passes" not in graphs:
         graphs.insert(0, "passes")
-    return Plan(graphs=graphs, candidates=[*float_candidates(graphs), *quantized_candidates(space, graphs)])
+    return Plan(graphs=graphs, candidates=[*float_candidates(graphs), *quantized_candidates(space, graphs, graph_ops)])

@@ -44,17 +44,6 @@ REFERENCE_FILE = "reference.npz"
 EXPORT_INFO_FILE = "export.json"
 MIN_REFERENCE_SAMPLES = 32
 
-_ONNX_TO_NUMPY = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Errors

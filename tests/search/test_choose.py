@@ -86,3 +86,17 @@ def test_every_candidate_fails_the_gates():
 def test_same_measurements_same_choice():
     cands = [FP32_REC, _cand("a", 1.5, [1.4, 1.5, 1.6, 1.5]), _cand("b", 1.52, [1.45, 1.5, 1.55, 1.6])]
     assert choose(cands) == choose(list(reversed(cands))) == choose(cands)
+
+
+def test_candidates_are_judged_by_the_task_figure_not_flattened_cosine():
+    from pipeline.search.choose import describe, faithfulness
+
+    def cand(name, iou, cosine):
+        return {"name": name, "final": {"speedup": 1.2, "interval": [1.1, 1.3],
+                                        "fidelity": {"task": "detection", "iou_min": iou, "cosine_min": cosine}}}
+
+    worse_map, better_map = cand("a", 0.951, 0.999), cand("b", 0.99, 0.95)
+    assert faithfulness(better_map) > faithfulness(worse_map)
+    assert describe(better_map) == "b 1.20x (noise 1.10-1.30x, iou_min 0.99000)"
+    errors = {"name": "r", "final": {"fidelity": {"task": "regression", "rel_err_max": 0.2}}}
+    assert faithfulness(errors) == -0.2  # errors: lower is more faithful

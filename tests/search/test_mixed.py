@@ -123,3 +123,15 @@ def test_auto_search_records_the_mixed_precision_steps(skit, tmp_path, bench_loc
     assert record["choice"]["chosen"] in ("fp32", "static-pc-minmax-MatMul+float1")
     quant = json.loads((out / "quantization.json").read_text())
     assert quant["quantizer"] == "auto" and quant["info"]["chosen"] == record["choice"]["chosen"]
+
+
+def test_op_type_choices_that_quantize_the_same_ops_are_one_candidate():
+    from pipeline.search.space import Space, plan
+
+    space = Space(graphs=["passes"], modes=["dynamic", "static"], op_types=[None, ["Conv"]])
+    conv_only = plan(space, ["passes"], {"passes": {"Conv", "Relu", "Add"}})
+    names = [c.name for c in conv_only.candidates]
+    # dynamic int8 quantizes only the Convs of this graph either way; static QDQ also quantizes Add/Relu
+    assert names == ["fp32", "dynamic-pc", "static-pc-minmax", "static-pc-minmax-Conv"]
+    mixed = plan(space, ["passes"], {"passes": {"Conv", "MatMul"}})
+    assert len(mixed.candidates) == 5  # here dynamic [Conv] leaves the MatMuls in float: a different build
