@@ -123,6 +123,19 @@ def _latency_batch(session: Any, batch_size: int, key: str) -> int:
     return batch_size
 
 
+def read_quantized_nodes(artifact_dir: str | Path) -> dict[str, int] | None:
+    """``{total, in_subgraphs}``: the quantization nodes the quantize stage added (its quantization.json)."""
+    import json
+
+    path = Path(artifact_dir) / "quantization.json"
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    if "quantized_nodes" not in info:
+        return None
+    return {"total": int(info["quantized_nodes"]), "in_subgraphs": int(info.get("quantized_in_subgraphs", 0))}
+
+
 def read_search(artifact_dir: str | Path) -> dict[str, Any] | None:
     """The search record (``search.json``) an ``auto`` build left in its artifact folder, summarised."""
     from pipeline.search.record import summary
@@ -282,6 +295,9 @@ def evaluate_build(
     search = read_search(artifact_dir)
     if search is not None:
         metrics["search"] = search
+    quantized = read_quantized_nodes(artifact_dir)
+    if quantized is not None:
+        metrics["quantized_nodes"] = quantized
     metrics["gates"] = evaluate_gates(metrics, spec.gates)
     metrics.update(build_verdict(metrics, artifact_dir, export_dir))
     log.info(

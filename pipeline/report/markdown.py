@@ -107,6 +107,13 @@ def _build_notes(r: Mapping[str, Any], report: Collected) -> list[str]:
     m = report.metrics.get(name)
     if m is not None:
         lines.append(f"  - gates used: {gates_used(m)}")
+        quantized = m.get("quantized_nodes")
+        if quantized is not None and (m.get("build") or {}).get("quantization") != "none":
+            total, inner = quantized.get("total", 0), quantized.get("in_subgraphs", 0)
+            lines.append(
+                f"  - quantized nodes: {total}" + (f" ({inner} inside If/Loop subgraphs)" if inner else "")
+                if total > 0 else "  - quantized nodes: none: nothing was quantized, the artifact computes in float"
+            )
         search = m.get("search")
         if search:
             n = len(search.get("candidates") or [])

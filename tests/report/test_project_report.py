@@ -106,3 +106,17 @@ def test_bad_project_is_one_clear_error(project, tmp_path):
     with pytest.raises(ConfigError, match=r"params.yaml, key 'builds.b.model': unknown model 'nope' \(valid choices: cnn\)"):
         write_report(project.metrics_dir, tmp_path / "r", project.params, project.logs)
     assert not (tmp_path / "r").exists()
+
+
+def test_quantized_node_counts_are_said_plainly(project, make_metrics, tmp_path):
+    project.model("vad", task="detection")
+    project.build("vad_int8", "vad", "dynamic_int8").build("vad_static", "vad", "static_int8")
+    with_sub = make_metrics("vad_int8", "dynamic_int8", 0.9, 0.99, model="vad", task="detection", figures={"iou_min": 0.97})
+    with_sub["quantized_nodes"] = {"total": 16, "in_subgraphs": 16}
+    nothing = make_metrics("vad_static", "static_int8", 1.0, 1.0, model="vad", task="detection", figures={"iou_min": 1.0})
+    nothing["quantized_nodes"] = {"total": 0, "in_subgraphs": 0}
+    project.metrics(with_sub)
+    project.metrics(nothing)
+    text = write_report(project.metrics_dir, tmp_path / "r", project.params, project.logs).read_text()
+    assert "  - quantized nodes: 16 (16 inside If/Loop subgraphs)\n" in text
+    assert "  - quantized nodes: none: nothing was quantized, the artifact computes in float\n" in text
