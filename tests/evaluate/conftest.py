@@ -92,14 +92,6 @@ def make_model_spec(task: str = "classification") -> ModelSpec:
 
 
 @pytest.fixture
-def bench_lock(tmp_path, monkeypatch):
-    """Keep test measurements off the host-wide benchmark lock of real runs."""
-    path = tmp_path / "bench.lock"
-    monkeypatch.setenv("ONNXBUILD_BENCH_LOCK", str(path))
-    return path
-
-
-@pytest.fixture
 def kit():
     """The builders above, for test modules (conftest is not importable under importlib mode)."""
     import types

@@ -109,14 +109,6 @@ def auto_build(space: dict, samples: int = 32, mixed: dict | None = None, **gate
 
 
 @pytest.fixture
-def bench_lock(tmp_path, monkeypatch):
-    """Keep test measurements off the host-wide benchmark lock of real runs."""
-    path = tmp_path / "bench.lock"
-    monkeypatch.setenv("ONNXBUILD_BENCH_LOCK", str(path))
-    return path
-
-
-@pytest.fixture
 def skit():
     return types.SimpleNamespace(
         sensitive_model=sensitive_model,
