@@ -69,6 +69,9 @@ def fusion_option_defaults(model_type: str) -> dict[str, Any]:
     }
 
 
+LAYER_NORM_OPSET = 17  # ONNX LayerNormalization (what the LayerNorm fusion writes) exists from opset 17
+
+
 def add_missing_opsets(model) -> list[str]:
     """Import every domain the nodes use (the optimizer writes com.microsoft ops without importing
     the domain: ONNX Runtime accepts that, ``onnx.checker`` does not). Returns the domains added."""
@@ -123,6 +126,16 @@ class TransformerOptimize(Pass):
         options = FusionOptions(params.model_type)
         for key, value in params.options.items():
             setattr(options, key, value)
+        opset = next((o.version for o in source.opset_import if o.domain in ("", "ai.onnx")), 0)
+        layer_norm_note = None
+        if opset < LAYER_NORM_OPSET and options.enable_layer_norm and "enable_layer_norm" not in params.options:
+            # the fusion writes ONNX LayerNormalization, which exists from opset 17 only
+            options.enable_layer_norm = False
+            layer_norm_note = (
+                f"LayerNormalization fusion skipped: the model is at opset {opset} and ONNX LayerNormalization "
+                f"needs opset {LAYER_NORM_OPSET} (add an `opset` pass with version {LAYER_NORM_OPSET} first to fuse it)"
+            )
+            ctx.log.info("transformer_optimize: %s", layer_norm_note)
         with _optimizer_log(ctx.log):
             optimizer = optimize_model(
                 str(src),
@@ -151,6 +164,8 @@ class TransformerOptimize(Pass):
             "attention_fused": attention,
             "attention_softmax_before": softmax,
         }
+        if layer_norm_note:
+            info["layer_norm"] = layer_norm_note
         if softmax and not attention:
             if heads_from == "none":
                 raise ConfigError(DECLARE_HEADS.format(softmax=softmax), key="params.num_heads")

@@ -22,7 +22,7 @@ HEADS, HIDDEN, LAYERS, SEQ, VOCAB = 2, 32, 2, 16, 64
 NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 
 
-def export_tiny_bert(path: Path, attn_implementation: str) -> Path:
+def export_tiny_bert(path: Path, attn_implementation: str, opset: int = 17) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
@@ -40,7 +40,7 @@ def export_tiny_bert(path: Path, attn_implementation: str) -> Path:
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notices
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, args, str(path), input_names=NAMES, output_names=["last_hidden_state"], opset_version=17,
+            model, args, str(path), input_names=NAMES, output_names=["last_hidden_state"], opset_version=opset,
             dynamo=False, dynamic_axes={n: {0: "batch", 1: "seq"} for n in NAMES},
         )
     return path
@@ -219,3 +219,30 @@ def test_bad_params_name_the_key_and_choices(params, words):
         validate_pass({"name": "transformer_optimize", "params": params}, "passes[0]")
     for word in words:
         assert word in str(err.value)
+
+
+def _layer_norm_model(path: Path, opset: int) -> Path:
+    """Linear -> LayerNorm -> Linear exported with the TorchScript exporter (LayerNorm decomposed below 17)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.LayerNorm(HIDDEN), torch.nn.Linear(HIDDEN, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.randn(2, HIDDEN),), str(path), input_names=["x"],
+                          output_names=["y"], opset_version=opset, dynamo=False)
+    return path
+
+
+def test_below_opset_17_layer_norm_is_not_fused_into_an_op_the_opset_lacks(tmp_path, run_pass):
+    """ONNX LayerNormalization exists from opset 17: at opset 13 the pass skips that fusion and says so
+    (the model stays valid); at opset 17 it fuses."""
+    old = _layer_norm_model(tmp_path / "ln13.onnx", 13)
+    out, rec = run_pass("transformer_optimize", old)
+    assert "opset 13" in rec["info"]["layer_norm"] and "LayerNormalization" not in str(rec["info"]["fusions_applied"])
+    onnx.checker.check_model(onnx.load(str(out)))
+    x = {"x": np.random.default_rng(0).normal(size=(2, HIDDEN)).astype(np.float32)}
+    np.testing.assert_allclose(run(out, x), run(old, x), atol=1e-5)
+    new = _layer_norm_model(tmp_path / "ln17.onnx", 17)
+    _, rec17 = run_pass("transformer_optimize", new)
+    assert "layer_norm" not in rec17["info"]
