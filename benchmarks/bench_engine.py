@@ -255,7 +255,8 @@ def startup(repeats: int) -> list[dict]:
             "quantize": ["--build", "probe", "--input", "missing/passes", "--out", "out/model"],
             "evaluate": ["--build", "probe", "--artifact", "missing/model", "--export", "missing/export",
                          "--out", "out/probe.json"],
-            "report": ["--metrics-dir", "missing/metrics", "--out", "out/reports"],
+            # the report lists every build of its params file: a missing one stops it before any work
+            "report": ["--metrics-dir", "missing/metrics", "--out", "out/reports", "--params", "missing/params.yaml"],
         }
         for stage in STAGES:
             argv = [f"pipeline.stages.{stage}", "--params", "params.yaml", *probe[stage]]
@@ -292,9 +293,12 @@ def int8_speedups(cases: list[tuple], runs: int) -> list[dict]:
         params = build.target.params
         ref_sess = target.session(export / "model.onnx", params)
         sess = target.session(artifact / "model.onnx", params)
-        ref = np.load(export / "reference.npz")
-        batch = build.evaluate.batch_size
-        feeds = {i.name: ref[f"input/{i.name}"][:batch] for i in sess.get_inputs()}
+        from pipeline.evaluate.metrics import Reference
+        from pipeline.execution import one_at_a_time, step_feeds
+
+        ref = Reference(export / "reference.npz")
+        batch = 1 if one_at_a_time(model) else build.evaluate.batch_size
+        feeds = step_feeds(ref_sess, ref.inputs, model, batch)  # a stream: one mid-stream step, state included
         with benchmark_lock():
             times = measure_interleaved({"fp32": (ref_sess, feeds), "int8": (sess, feeds)}, 20, runs, 10)
         fp32, int8 = stats_ms(times["fp32"])["p50"], stats_ms(times["int8"])["p50"]
