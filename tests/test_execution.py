@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
@@ -23,42 +22,13 @@ from pipeline.execution import (
     stored_specs,
 )
 from pipeline.schema import validate_model
+from tests.onnx_graphs import mixed_model, save_graph
 
 LOG = logging.getLogger("test.execution")
 
 
-def _save(graph, path: Path) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    onnx.save_model(model, str(path))
-    return path
-
-
 def _session(path: Path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def mixed_model(path: Path) -> Path:
-    """y[b, j] = (x[b, j] + w[j, b]) * s + c[j]: x [batch, 3] (axis 0), w [3, batch] (axis 1),
-    s a float scalar, c [3] with no batch axis."""
-    nodes = [
-        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
-        helper.make_node("Add", ["x", "wt"], ["xw"]),
-        helper.make_node("Mul", ["xw", "s"], ["xs"]),
-        helper.make_node("Add", ["xs", "c"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "mixed",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3]),
-            helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, "batch"]),
-            helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
-            helper.make_tensor_value_info("c", TensorProto.FLOAT, [3]),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-    )
-    return _save(graph, path)
 
 
 def stream_model(path: Path, state_out_shape: list | None = None) -> Path:
@@ -76,7 +46,7 @@ def stream_model(path: Path, state_out_shape: list | None = None) -> Path:
             helper.make_tensor_value_info("state_out", TensorProto.FLOAT, state_out_shape or ["batch", 2]),
         ],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def _mixed_spec(path: Path, **extra):
@@ -218,7 +188,7 @@ def test_state_link_to_missing_output_names_both(tmp_path):
 def test_state_link_with_mismatched_shapes_names_both(tmp_path):
     path = stream_model(tmp_path / "m.onnx")
     spec = _stream_spec(path, link={"output": "y", "input": "state"})
-    wrong = _save(
+    wrong = save_graph(
         helper.make_graph(
             [helper.make_node("Add", ["state", "x"], ["s2"]), helper.make_node("Concat", ["s2", "s2"], ["y"], axis=1)],
             "wrong",

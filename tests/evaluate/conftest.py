@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.onnx_graphs import save_graph
 from pipeline.schema import BuildSpec, EvaluateSpec, Gates, ModelSpec, Selected
 from pipeline.targets.cpu import CpuParams
 
@@ -41,12 +41,7 @@ def linear_model(
         inits.append(numpy_helper.from_array(np.asarray([2.0], dtype=np_dtype), "TWO"))
         outputs.append(helper.make_tensor_value_info("z", dtype, [batch, N_CLASSES]))
     graph = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("x", dtype, [batch, N_IN])], outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def reference_outputs(model: Path, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from tests.onnx_graphs import save_graph
 from pipeline.quantization.calibration import batches, first_sample
 from pipeline.schema import validate_build, validate_model
 from pipeline.stages.quantize import quantize_build
@@ -27,11 +28,7 @@ def _model(path: Path) -> Path:
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4]) for n in ("y", "state_out")],
         [onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path))
-    return path
+    return save_graph(graph, path, check=False)
 
 
 def _spec():

@@ -17,6 +17,7 @@ from pipeline.quantization.base import count_quantized_nodes
 from pipeline.quantization.subgraphs import has_subgraphs, lift_constants
 from pipeline.schema import validate_build, validate_model
 from pipeline.stages.quantize import quantize_build
+from tests.onnx_graphs import save_graph
 
 LOG = logging.getLogger("test.subgraphs")
 RNG = np.random.default_rng(0)
@@ -48,12 +49,7 @@ def if_model(path: Path) -> Path:
          helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def add_relu_model(path: Path) -> Path:

@@ -7,11 +7,11 @@ import types
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.onnx_graphs import save_graph
 from pipeline.schema import BuildSpec, EvaluateSpec, Gates, InputSpec, ModelSpec, Selected
 from pipeline.targets.cpu import CpuParams
 
@@ -45,7 +45,7 @@ def sensitive_model(path: Path) -> Path:
         [numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(w_wide, "w_wide"),
          numpy_helper.from_array(w_out, "w_out")],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def elementwise_model(path: Path) -> Path:
@@ -61,16 +61,7 @@ def elementwise_model(path: Path) -> Path:
         [numpy_helper.from_array(np.ones(64, np.float32), "one"),
          numpy_helper.from_array(np.full(64, 2.0, np.float32), "two")],
     )
-    return _save(graph, path)
-
-
-def _save(graph, path: Path) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def write_export(export_dir: Path, build_model, n: int = 40) -> Path:

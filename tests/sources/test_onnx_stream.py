@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 
 from pipeline.errors import ConfigError
 from pipeline.evaluate.metrics import evaluate_build
+from tests.onnx_graphs import mixed_model, save_graph
 from pipeline.schema import BuildSpec, EvaluateSpec, Selected, validate_model
 from pipeline.sources import onnx_source
 from pipeline.sources.common import read_reference
@@ -44,10 +45,7 @@ def _model(path: Path) -> Path:
         ],
         [onnx.numpy_helper.from_array(np.array([0], dtype=np.int64), "zero")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save_model(model, str(path))
-    return path
+    return save_graph(graph, path, check=False)
 
 
 def _spec(path: Path, **over):
@@ -139,30 +137,8 @@ def test_initial_state_of_the_wrong_shape_is_one_line(tmp_path):
         onnx_source.prepare(_spec(path, inputs=inputs), tmp_path / "source", LOG)
 
 
-def _mixed(path: Path) -> Path:
-    """y[b, j] = (x[b, j] + w[j, b]) * s + c[j]: w batched on axis 1, s a constant scalar, c no batch axis."""
-    nodes = [
-        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
-        helper.make_node("Add", ["x", "wt"], ["xw"]),
-        helper.make_node("Mul", ["xw", "s"], ["xs"]),
-        helper.make_node("Add", ["xs", "c"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "mixed",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]),
-         helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, "n"]),
-         helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
-         helper.make_tensor_value_info("c", TensorProto.FLOAT, [3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save_model(model, str(path))
-    return path
-
-
 def test_scalar_constant_no_batch_and_axis1_inputs_export(tmp_path):
-    path = _mixed(tmp_path / "m.onnx")
+    path = mixed_model(tmp_path / "m.onnx", batch="n", check=False)
     spec = validate_model(
         {
             "framework": "onnx", "path": str(path), "watch": str(path), "task": "regression",
