@@ -386,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=str(PARAMS_FILE), help="output file (default: params.yaml)")
     parser.add_argument("--print", dest="print_only", action="store_true", help="print, do not write")
     args = parser.parse_args(argv)
+    from pipeline.project import use_project
+
+    use_project(conf_dir=args.conf)  # the project's own packages resolve for _target_ checks
     start = time.perf_counter()
     try:
         comp = compose(args.overrides, args.conf, args.config_name)

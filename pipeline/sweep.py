@@ -168,6 +168,9 @@ def _app() -> Any:
 
 
 def main() -> None:
+    from pipeline.project import use_project
+
+    use_project(conf_dir=CONF_DIR)  # the project's own models, datasets and metrics (joblib workers inherit sys.path)
     _app()()
 
 

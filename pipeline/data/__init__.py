@@ -6,7 +6,6 @@ dataset, :func:`sample_inputs` draws values from the input spec's ranges.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,16 +44,11 @@ class Samples:
 
 
 def resolve_target(target: str, key: str = "_target_", source: str | None = None) -> Any:
-    """Import ``package.module.attr`` with a clear error naming the key."""
-    module_name, _, attr = target.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import '{module_name}': {exc}", key=key, source=source) from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"'{module_name}' has no attribute '{attr}'", key=key, source=source) from None
+    """Import ``package.module.attr`` with a clear one-line error naming the key (a module that fails on
+    import included: :func:`pipeline.project.import_target`)."""
+    from pipeline.project import import_target
+
+    return import_target(target, key=key, source=source)
 
 
 def call_factory(factory: Factory, key: str, source: str | None = None, **extra: Any) -> Any:

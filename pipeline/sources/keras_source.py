@@ -190,9 +190,9 @@ def export(spec: ModelSpec, source_dir: Path, out_dir: Path, log: logging.Logger
 def _import_factory_module(spec: ModelSpec) -> None:
     """Import the factory's module so custom layers it registers are known when loading."""
     if spec.factory is not None:
-        import importlib
+        from pipeline.project import import_module
 
-        importlib.import_module(spec.factory.target.rpartition(".")[0])
+        import_module(spec.factory.target.rpartition(".")[0], key="factory._target_")
 
 
 def _build_or_load(spec: ModelSpec, kind: str, stage: str):

@@ -105,6 +105,9 @@ def main_for(
     parser.add_argument("--params", default=DEFAULT_PARAMS, help="composed params file")
     configure(parser)
     args = parser.parse_args(argv)
+    from pipeline.project import use_project
+
+    use_project(Path(args.params).resolve().parent)  # the project's own code (DVC runs stages in the root)
     item = getattr(args, item_arg) if item_arg else None
     logger, log_file = stage_logger(stage, item)
     start = time.perf_counter()
