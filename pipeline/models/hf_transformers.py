@@ -16,6 +16,11 @@ TorchScript tracer would pass a transformers model's keyword inputs by position)
 ``last_hidden_state`` ``[batch, seq, hidden]`` (pool it with the attention mask for sentence
 embeddings: ``fidelity: {pooling: mean, mask_input: attention_mask}``).
 
+:func:`from_folder` is what ``onnxbuild new model NAME --framework transformers --path P`` writes: it
+keeps the head the folder's ``config.json`` names (``head: sequence_classification`` /
+``token_classification`` -> ``logits``) or builds the base encoder (``head: base`` ->
+``last_hidden_state``), and passes ``token_type_ids`` only to models that take them.
+
 Like the other torch factories, this module imports torch; transformers is imported by :func:`encoder`.
 """
 
@@ -32,6 +37,21 @@ from pipeline.models import packaged
 
 ATTENTION = ("eager", "sdpa")
 CONFIG_FILE = "config.json"
+# head -> (transformers Auto class, output attribute)
+HEADS = {
+    "base": ("AutoModel", "last_hidden_state"),
+    "sequence_classification": ("AutoModelForSequenceClassification", "logits"),
+    "token_classification": ("AutoModelForTokenClassification", "logits"),
+}
+# model types whose forward takes no token_type_ids (or that have a single token type)
+_NO_TOKEN_TYPES = ("distilbert", "roberta", "xlm-roberta", "camembert", "bart", "gpt2", "t5", "deberta-v2")
+
+
+def takes_token_type_ids(config: dict) -> bool:
+    """Whether a model with this ``config.json`` takes ``token_type_ids`` as an input."""
+    if config.get("model_type") in _NO_TOKEN_TYPES:
+        return False
+    return int(config.get("type_vocab_size") or 0) > 1
 
 
 def model_dir(path: str, key: str = "factory.path") -> Path:
@@ -58,9 +78,10 @@ class Encoder(nn.Module):
     """Wraps a transformers model: ``forward(input_ids, attention_mask, token_type_ids)`` by name ->
     ``last_hidden_state``. The wrapped model is ``self.model`` (state dict keys ``model.*``)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, output: str = "last_hidden_state") -> None:
         super().__init__()
         self.model = model
+        self.output = output
 
     def forward(
         self,
@@ -68,32 +89,36 @@ class Encoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            return_dict=True,
-        )
-        return out.last_hidden_state
+        named = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        out = self.model(**{k: v for k, v in named.items() if v is not None}, return_dict=True)
+        return getattr(out, self.output)
 
 
 def encoder(path: str, attn_implementation: str = "eager") -> nn.Module:
     """A transformers encoder read from ``path`` (offline), wrapped as :class:`Encoder`, in eval mode."""
+    return from_folder(path, head="base", attn_implementation=attn_implementation)
+
+
+def from_folder(path: str, head: str = "base", attn_implementation: str = "eager") -> nn.Module:
+    """The model in ``path`` (offline) with ``head``, wrapped as :class:`Encoder`, in eval mode."""
+    if head not in HEADS:
+        raise ConfigError(f"unknown head '{head}'", key="factory.head", choices=HEADS)
     if attn_implementation not in ATTENTION:
         raise ConfigError(
             f"unknown attn_implementation '{attn_implementation}'", key="factory.attn_implementation", choices=ATTENTION
         )
     folder = model_dir(path)
     _offline()
-    from transformers import AutoModel
+    import transformers
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars on stderr in every stage log
 
     try:
-        model = AutoModel.from_pretrained(
+        auto, output = HEADS[head]
+        model = getattr(transformers, auto).from_pretrained(
             str(folder), local_files_only=True, attn_implementation=attn_implementation, dtype="float32"
         )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load a transformers model from {folder}: {exc}", key="factory.path") from exc
-    return Encoder(model).eval()
+    return Encoder(model, output).eval()
