@@ -1,6 +1,6 @@
 # The two commands (see README.md):
 #   make build   set up .venv, compose the recipes, build every default build with `dvc repro`, print metrics
-#   make test    set up .venv and run the test suite
+#   make test    set up .venv, check your conf/ (onnxbuild check) and run the framework's test suite
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONHASHSEED := 0
@@ -27,8 +27,13 @@ build: venv
 	echo; echo "Report: reports/summary.md (Pareto plot: reports/pareto.png, table: reports/builds.csv)"; \
 	exit $$status
 
+# The framework's tests (on their own fixture project, tests/fixtures/project) and `onnxbuild check` on
+# your conf/ (every recipe and model composes, every _target_ imports, every path exists, params.yaml
+# fresh; every error listed). Both always run; pytest's summary closes the output.
 test: venv
-	pytest -n 2 -q
+	@status=0; onnxbuild check || status=1; echo; \
+	pytest -n 2 -q || status=$$?; \
+	exit $$status
 
 bench: venv
 	python benchmarks/bench_engine.py
