@@ -1,13 +1,15 @@
-"""What a measurement ran on: library versions, CPU model and ISA flags, target settings.
+"""What a measurement ran on: the host, library versions, CPU model and ISA flags, target settings.
 
-No timestamps: a metrics file changes only when a measurement does. Framework versions are read
-from package metadata, so recording them never imports torch or TensorFlow.
+No timestamps: a metrics file changes only when a measurement does. The host id (hostname, CPU model,
+core count) is the same on every run on one machine, so it changes no DVC hash by itself. Framework
+versions are read from package metadata, so recording them never imports torch or TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import socket
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,22 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def host() -> dict[str, Any]:
+    """The machine a measurement runs on: ``{"id", "hostname", "cpu", "cores"}``.
+
+    ``id`` joins the three (``"vm (Intel(R) Xeon(R) Processor, 2 cores)"``): the report compares it
+    with the current host's to say when numbers come from another machine. Nothing in it changes
+    between runs on one machine (no boot id, no load, no time)."""
+    cpu = cpu_info()
+    name = socket.gethostname() or platform.node() or "unknown-host"
+    return {
+        "id": f"{name} ({cpu['model']}, {cpu['cores']} cores)",
+        "hostname": name,
+        "cpu": cpu["model"],
+        "cores": cpu["cores"],
+    }
 
 
 def target_specific(artifact_dir: str | Path) -> Any:
@@ -61,6 +79,7 @@ def environment(target_info: dict[str, Any], build_name: str | None, artifact_di
     cpu = cpu_info()
     env: dict[str, Any] = {
         "build": build_name,
+        "host": host(),
         "versions": package_versions(),
         "python": platform.python_version(),
         "cpu": {"model": cpu["model"], "arch": cpu["arch"], "cores": cpu["cores"]},

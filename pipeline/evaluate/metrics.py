@@ -53,6 +53,7 @@ HEADLINE = (
     ("accuracy_drop", "accuracy.drop"),
     ("gates_passed", "gates.passed"),
     ("verdict", "verdict"),
+    ("host", "environment.host.id"),  # where the numbers were measured (the report compares it with here)
 )
 
 

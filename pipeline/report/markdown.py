@@ -42,9 +42,48 @@ def _speedup(r: Mapping[str, Any]) -> str:
 def _target(r: Mapping[str, Any]) -> str:
     if r["target"] is None:
         return "–"
-    if not r["threads"]:
+    if r["threads"] is None:
         return str(r["target"])
+    if r["threads"] == 0:  # SessionParams.threads: 0 = ONNX Runtime's default (one per physical core)
+        return f"{r['target']} (default threads)"
     return f"{r['target']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''})"
+
+
+def _evaluation(r: Mapping[str, Any]) -> str:
+    """``runs/warm-up/batch`` of the latency measurement (``–`` without one)."""
+    if r.get("runs") is None:
+        return "–"
+    return f"{r['runs']}/{_num(r.get('warmup'), 'd')}/{_num(r.get('batch_size'), 'd')}"
+
+
+def _measured_as(r: Mapping[str, Any]) -> str:
+    """``cpu, 2 threads, 100 runs + 10 warm-up at batch 1``: how a build was measured, in words."""
+    threads = r["threads"]
+    parts = [str(r["target"] or "unknown target")]
+    if threads is not None:
+        parts.append("default threads" if threads == 0 else f"{threads} thread{'s' if threads != 1 else ''}")
+    if r.get("runs") is not None:
+        parts.append(f"{r['runs']} runs + {_num(r.get('warmup'), 'd')} warm-up at batch {_num(r.get('batch_size'), 'd')}")
+    return ", ".join(parts)
+
+
+def _settings(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (r["target"], r["threads"], r.get("runs"), r.get("warmup"), r.get("batch_size"))
+
+
+def settings_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """A sentence when a model's measured builds ran with different targets, threads or evaluation
+    settings: their speedups are then not comparable (a 1-thread quick build's 2.56× next to 1.85×)."""
+    measured = [r for r in rows if r.get("p50_ms") is not None]
+    if len({_settings(r) for r in measured}) < 2:
+        return None
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for r in measured:
+        groups.setdefault(_settings(r), []).append(f"`{r['build']}`")
+    parts = [f"{_target(r)}, runs/warm-up/batch {_evaluation(r)}: {', '.join(groups[_settings(r)])}"
+             for r in (next(x for x in measured if _settings(x) == key) for key in groups)]
+    return ("**Not measured alike**: these builds ran with different targets, threads or evaluation settings, "
+            "so their latencies and speedups are not directly comparable (" + "; ".join(parts) + ").")
 
 
 def _verdict(r: Mapping[str, Any]) -> str:
@@ -84,20 +123,21 @@ def _table(task: str | None, rows: Sequence[Mapping[str, Any]]) -> str:
 
     figures = model_figures(task, rows)
     accuracy = any(r["top1"] is not None for r in rows)
-    headers = ["build", "quantization", "target", "p50 ms", "speedup (noise)", "size MB", *figures]
+    headers = ["build", "quantization", "target", "runs/warm-up/batch", "p50 ms", "speedup (noise)", "size MB",
+               *figures]
     if accuracy:
         headers += ["top-1", "acc. drop (pt)"]
     headers += ["gates", "verdict"]
     body = []
     for r in rows:
-        line = [r["build"], r["quantization"] or "–", _target(r), _num(r["p50_ms"], ".3f"), _speedup(r),
+        line = [r["build"], r["quantization"] or "–", _target(r), _evaluation(r), _num(r["p50_ms"], ".3f"), _speedup(r),
                 _num(r["size_mb"], ".3f"), *(_num(r.get(f), figure_format(f)) for f in figures)]
         if accuracy:
             line += [_num(r["top1"], ".4f"),
                      "–" if r["accuracy_drop"] is None else f"{100 * r['accuracy_drop']:+.2f}"]
         line += [_gates(r), _verdict(r)]
         body.append(line)
-    align = ["left"] * 3 + ["right"] * (len(headers) - 5) + ["left"] * 2
+    align = ["left"] * 4 + ["right"] * (len(headers) - 6) + ["left"] * 2
     return tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align)
 
 
@@ -158,19 +198,38 @@ def _is_fp32(r: Mapping[str, Any], report: Collected) -> bool:
 
 def to_markdown(report: Collected, plot_name: str | None) -> str:
     table = report.table
-    lines = ["# Build report", "", "## What to ship", ""]
+    from pipeline.report.host import host_lines
+
+    lines = ["# Build report", ""]
+    where = host_lines(report.metrics)
+    if where:
+        lines += ["## Where these numbers come from", ""]
+        lines += [f"**{line}**" if "not on this host" in line else line for line in where]
+        lines.append("")
+    lines += ["## What to ship", ""]
+    by_name = {r["build"]: r for r in table}
     for rec in recommendations(report):
-        what = f"ship `{rec.build}`" if rec.build else "nothing to ship"
+        if rec.build:
+            r = by_name[rec.build]
+            what = f"ship `{rec.build}` ({_measured_as(r)})"
+        else:
+            what = "nothing to ship"
         lines.append(f"- **{rec.model}**: {what}: {_cell(rec.why)}")
     for model, rows in _by_model(table).items():
         task = next((r["task"] for r in rows if r["task"]), None)
         lines += ["", f"## {model} ({task})" if task else f"## {model}", ""]
         lines.append(_table(task, rows))
         lines.append("")
+        note = settings_note(rows)
+        if note:
+            lines += [note, ""]
         for r in rows:
             lines += _build_notes(r, report)
     lines += [
         "",
+        "target: the execution target and its intra-op threads (default: ONNX Runtime's, one per physical "
+        "core). runs/warm-up/batch: timed runs, untimed warm-up runs and batch size of the latency "
+        "measurement (the build's `evaluate:` settings). "
         "p50: latency of single `session.run` calls at the build's batch size. speedup: the plain fp32 "
         "export's p50 divided by the build's p50, both measured in the same run on the same target "
         "(alternating blocks); in brackets the noise interval of the per-block ratios when measured. "
@@ -212,11 +271,12 @@ def _environment(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
         cpu = (env.get("cpu") or {}).get("model", "unknown CPU")
         isa = ", ".join(k for k, v in sorted((env.get("isa") or {}).items()) if v) or "none recorded"
         versions = ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items()))
-        key = f"{cpu} (ISA: {isa}); {versions}"
+        host = (env.get("host") or {}).get("id")
+        key = f"{'host ' + host + '; ' if host else ''}{cpu} (ISA: {isa}); {versions}"
         seen.setdefault(key, []).append(name)
     if len(seen) == 1:
         return [f"- {next(iter(seen))}"]
     return [f"- {key}: {', '.join(names)}" for key, names in seen.items()]
 
 
-__all__ = ["SLOWER_BELOW", "figure_format", "gates_used", "recommendations", "to_markdown"]
+__all__ = ["SLOWER_BELOW", "figure_format", "gates_used", "recommendations", "settings_note", "to_markdown"]

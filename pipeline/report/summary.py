@@ -50,6 +50,8 @@ COLUMNS = (
     "target",
     "threads",
     "batch_size",
+    "warmup",
+    "runs",
     "p50_ms",
     "p90_ms",
     "p99_ms",
@@ -75,6 +77,7 @@ COLUMNS = (
     "gates_checked",
     "verdict",
     "verdict_reason",
+    "host",
 )
 
 
@@ -113,6 +116,8 @@ def row(name: str, m: dict[str, Any]) -> dict[str, Any]:
         "target": build.get("target"),
         "threads": metric_value(m, "environment.threads.intra_op"),
         "batch_size": metric_value(m, "benchmark.batch_size"),
+        "warmup": metric_value(m, "benchmark.warmup"),
+        "runs": metric_value(m, "benchmark.runs"),
         "p50_ms": metric_value(m, "latency_ms.p50"),
         "p90_ms": metric_value(m, "latency_ms.p90"),
         "p99_ms": metric_value(m, "latency_ms.p99"),
@@ -138,6 +143,7 @@ def row(name: str, m: dict[str, Any]) -> dict[str, Any]:
         "gates_checked": ",".join(sorted(gates.get("checked") or {})) or None,
         "verdict": verdict,
         "verdict_reason": reason,
+        "host": metric_value(m, "environment.host.id"),
     }
     return {col: values[col] for col in COLUMNS}
 

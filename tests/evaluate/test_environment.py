@@ -50,3 +50,28 @@ def test_target_specific_from_passes_json(tmp_path):
     assert target_specific(artifact) is True
     (passes / "passes.json").write_text(json.dumps({"passes": [{"name": "shape_inference"}]}))
     assert target_specific(artifact) is False
+
+
+def test_host_id_is_stable_across_processes_and_names_the_machine():
+    import socket
+
+    from pipeline.evaluate.environment import host
+    from pipeline.hardware import cpu_info
+
+    code = "import json; from pipeline.evaluate.environment import host; print(json.dumps(host()))"
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                      check=True).stdout) for _ in range(2)]
+    here = host()
+    assert runs[0] == runs[1] == here  # nothing in it varies between runs on one machine
+    assert here["hostname"] == socket.gethostname()
+    assert here["cpu"] == cpu_info()["model"] and here["cores"] == cpu_info()["cores"]
+    assert here["id"] == f"{here['hostname']} ({here['cpu']}, {here['cores']} cores)"
+    env = environment({}, "b", "missing/model")
+    assert env["host"] == here
+
+
+def test_headline_carries_the_host():
+    from pipeline.evaluate.metrics import headline
+
+    assert headline({"environment": {"host": {"id": "h (cpu, 2 cores)"}}, "speedup": 1.5}) == {
+        "speedup": 1.5, "host": "h (cpu, 2 cores)"}

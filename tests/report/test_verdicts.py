@@ -80,7 +80,7 @@ def test_summary_ship_line_and_verdict_column(project, make_metrics, tmp_path):
     project.metrics(make_metrics("ocr_int8", "static_int8", 1.2, 0.99, model="ocr", interval=(0.8, 0.86)))
     text = write_report(project.metrics_dir, tmp_path / "r", project.params, project.logs).read_text()
     ship = text.split("## What to ship", 1)[1].split("\n## ", 1)[0]
-    assert "- **cls**: ship `cls_int8`: " in ship and "- **ocr**: ship `ocr_fp32`: the fp32 build" in ship
+    assert "- **cls**: ship `cls_int8` (cpu, 1 thread, 100 runs + 10 warm-up at batch 1): " in ship and "- **ocr**: ship `ocr_fp32` (cpu, 1 thread, 100 runs + 10 warm-up at batch 1): the fp32 build" in ship
     ocr_int8 = next(line for line in text.splitlines() if line.startswith("| ocr_int8"))
     assert ocr_int8.rstrip(" |").endswith("| not_faster") and "0.83× (0.80–0.86)" in ocr_int8
     assert "- `ocr_int8`: not_faster: static_int8 build is 0.83x" in text
