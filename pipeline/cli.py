@@ -82,7 +82,7 @@ def _list(args: argparse.Namespace, rest: list[str]) -> int:
 def _promote(args: argparse.Namespace, rest: list[str]) -> int:
     from pipeline.promote import promote
 
-    done = promote(args.job_dir, args.name, args.conf, force=args.force)
+    done = promote(args.job_dir, args.name, args.conf, force=args.force, allow_failed=args.allow_failed)
     print(f"wrote {done['recipe']} and registered it in {done['config']} (model {done['model']})")
     for note in done["notes"]:
         print(f"note: {note}")
@@ -136,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="the new build's name (and recipe file name)")
     p.add_argument("--conf", default="conf")
     p.add_argument("--force", action="store_true", help="replace an existing recipe of that name")
+    p.add_argument("--allow-failed", action="store_true", help="promote a point that failed or missed a gate")
     p.set_defaults(func=_promote)
 
     p = sub.add_parser("verdicts", help="every build's verdict; exit 1 when a build failed its gates or crashed")

@@ -3,9 +3,11 @@
     onnxbuild promote sweeps/2026-11-27/14-11-13/2 --name cnn_int8_2t
 
 The recipe holds only what differs from ``conf/build/default.yaml``: ``override`` entries for the
-group options the point chose, and the values its overrides changed (``target.threads: 2``). The
-new project is composed and validated before anything is written for good; on any error both files
-are left as they were.
+group options the point chose, and the values its overrides changed (``target.threads: 2``). Its
+evaluation is the project's default one (a sweep's few timed runs are for ranking, not for the
+build's record) with the sweep point's gates. A point that failed, or missed a gate, is refused
+unless ``allow_failed``. The new project is composed and validated before anything is written for
+good; on any error both files are left as they were.
 """
 
 from __future__ import annotations
@@ -109,7 +111,30 @@ def _insert_after_last(text: str, prefix: str, line: str) -> str:
     return "".join(rows)
 
 
-def promote(job_dir: str | Path, name: str, conf_dir: str | Path = "conf", force: bool = False) -> dict[str, Any]:
+def check_point(job_dir: Path, allow_failed: bool) -> list[str]:
+    """Refuse a point that failed or missed a gate (one line with the reason) unless ``allow_failed``;
+    the notes to print when it is let through."""
+    import json
+
+    from pipeline.sweep import POINT_FILE
+
+    point_file = job_dir / POINT_FILE
+    if not point_file.is_file():
+        reason = "it has no point.json (the job did not finish)"
+    else:
+        point = json.loads(point_file.read_text())
+        status = point.get("status")
+        if status == "ok":
+            return []
+        reason = f"it {'missed its gates' if status == 'gates failed' else 'failed'}: {point.get('error')}"
+    if not allow_failed:
+        raise ConfigError(f"not promoted: {reason} (--allow-failed to promote it anyway)", source=str(job_dir))
+    return [f"promoted although {reason}"]
+
+
+def promote(
+    job_dir: str | Path, name: str, conf_dir: str | Path = "conf", force: bool = False, allow_failed: bool = False
+) -> dict[str, Any]:
     """Write conf/recipe/<name>.yaml and register it; returns what was done and the next command."""
     from pipeline.compose import compose
     from pipeline.fsutil import write_text
@@ -118,6 +143,7 @@ def promote(job_dir: str | Path, name: str, conf_dir: str | Path = "conf", force
     if not _NAME.match(name):
         raise ConfigError(f"bad build name '{name}': use letters, digits and underscores", key="--name")
     choices, overrides, job_cfg = _load_job(job_dir)
+    notes = check_point(job_dir, allow_failed)
     recipe_file = conf_dir / "recipe" / f"{name}.yaml"
     config_file = conf_dir / "config.yaml"
     project = compose([], conf_dir)
@@ -129,14 +155,18 @@ def promote(job_dir: str | Path, name: str, conf_dir: str | Path = "conf", force
     model_choice = choices.get("model")
     declared = {k.split("@models.", 1)[1]: v for k, v in project.choices.items() if k.startswith("model@models.")}
     model_name = next((n for n, option in declared.items() if option == model_choice), None)
+    base_options = _base_defaults(conf_dir)
     options = {g: choices[g] for g in BUILD_GROUPS}
+    # the project's default evaluation, with the sweep point's gates
+    options["evaluate"] = base_options.get("evaluate", options["evaluate"])
+    target_cfg = {**job_cfg}
     base_cfg = _compose_sweep(conf_dir, [f"{g}={options[g]}" for g in BUILD_GROUPS] + [f"model={model_choice}"])
+    target_cfg["evaluate"] = {**base_cfg["evaluate"], "gates": job_cfg["evaluate"]["gates"]}
     values = {}
     for group in BUILD_GROUPS:
-        d = diff(base_cfg[group], job_cfg[group])
+        d = diff(base_cfg[group], target_cfg[group])
         if d is not _SAME:
             values[group] = d
-    notes = []
     model_diff = diff(base_cfg["model"], job_cfg["model"])
     if model_diff is not _SAME:
         notes.append(
@@ -145,7 +175,7 @@ def promote(job_dir: str | Path, name: str, conf_dir: str | Path = "conf", force
             f"{model_choice}.yaml as it is: edit it or add a model file to keep them"
         )
 
-    text = render_recipe(name, model_name or model_choice, options, _base_defaults(conf_dir), values, job_dir, overrides)
+    text = render_recipe(name, model_name or model_choice, options, base_options, values, job_dir, overrides)
     old_recipe = recipe_file.read_text() if recipe_file.exists() else None
     old_config = config_file.read_text()
     new_config = old_config
@@ -159,7 +189,7 @@ def promote(job_dir: str | Path, name: str, conf_dir: str | Path = "conf", force
         comp = compose([], conf_dir)
         build = comp.data["builds"][name]
         for group in BUILD_GROUPS:
-            if build[group] != _resolved(job_cfg[group]):
+            if build[group] != _resolved(target_cfg[group]):
                 raise ConfigError(
                     f"the promoted recipe composes a different '{group}' than the sweep point", source=str(recipe_file)
                 )

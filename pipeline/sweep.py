@@ -2,34 +2,55 @@
 
     python -m pipeline.sweep -m quantization=none,dynamic_int8,static_int8 target.threads=1,2
     python -m pipeline.sweep -m hydra/launcher=joblib hydra.launcher.n_jobs=2 quantization=none,static_int8
+    python -m pipeline.sweep -m hydra/launcher=ray quantization=none,static_int8        (pip install '.[cluster]')
+    python -m pipeline.sweep -m hparams_search=digits_int8                              (Optuna, conf/hparams_search/)
 
-The app composes ``conf/sweep.yaml``: ONE build at the config root (``model``, ``passes``,
-``quantization``, ``target``, ``evaluate``), so overrides are short. Each job writes its artifacts,
-``metrics.json`` and ``point.json`` (overrides, choices, status) into its own job folder.
+The app composes the project's ``conf/sweep.yaml`` (``./conf`` when it has one, else the framework's):
+ONE build at the config root (``model``, ``passes``, ``quantization``, ``target``, ``evaluate``), so
+overrides are short. Each job writes its artifacts, ``metrics.json`` and ``point.json`` (overrides,
+choices, status, host) into its own job folder, and returns the sweep's objective (``objective.metric``
+of its metrics, NaN when the point failed) so that a sweeper can optimize it.
 
-Upstream work is shared between jobs through a content-addressed cache: the model's prepared
-source and ONNX export live in ``<cache_dir>/models/<key>/``, where ``key`` hashes the validated
-model spec, the content of its ``watch`` path and the code of the prepare/export stages. A file
-lock per key makes concurrent jobs (joblib launcher) wait for the first one instead of repeating
-it. Latency is measured under the host-wide benchmark lock (inside ``evaluate_build``), so parallel
-jobs never time each other. A failing point is recorded (status ``failed`` with its one-line
-error) and the sweep goes on; the ``LeaderboardCallback`` (``pipeline.leaderboard``) writes
-``leaderboard.md`` and ``leaderboard.csv`` into the sweep folder at the end.
+Every sweep gets a folder of its own: ``sweeps/<date>/<time>`` is created atomically (``<time>-2``,
+``-3``... when another sweep took it in the same second) and locked for the sweep's lifetime; a
+folder named with ``hydra.sweep.dir=`` that another sweep holds, or that already holds points, is
+refused. Nothing a sweep wrote is ever overwritten by another.
+
+Upstream work is shared: the model's ONNX export is taken from the project's DVC build when
+``dvc.lock`` says ``prepare@M`` and ``export@M`` are current for the same model settings (a sweep never
+rebuilds what ``dvc repro`` built); otherwise it is built once into a content-addressed cache,
+``<cache_dir>/models/<key>/``, where ``key`` hashes the validated model spec, its ``watch`` path, the
+modules its ``_target_``s name and the derived import closure of the prepare/export stages
+(:mod:`pipeline.codedeps`, the same closure the DVC stage deps are checked against). A file lock
+per key makes concurrent jobs wait for the first one. Latency is measured under the host-wide
+benchmark lock, so parallel jobs (joblib, Ray, Submitit on one host) never time each other; the
+lock's hold interval is recorded in point.json. A failing point is recorded (status ``failed`` with
+its one-line error) and the sweep goes on; ``LeaderboardCallback`` (:mod:`pipeline.leaderboard`)
+writes ``leaderboard.md`` and ``leaderboard.csv`` into the sweep folder at the end.
 
 Turn a point into a DVC build: ``onnxbuild promote <job dir> --name NAME``.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
+import importlib.util
 import json
 import logging
+import math
+import os
+import platform
+import shutil
+import socket
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
@@ -37,13 +58,25 @@ BUILD_GROUPS = ("passes", "quantization", "target", "evaluate")
 POINT_FILE = "point.json"
 METRICS_FILE = "metrics.json"
 POINT_BUILD = "point"
-# Code whose change invalidates a cached prepare/export (the deps of prepare@M / export@M in dvc.yaml).
-UPSTREAM_CODE = (
-    "pipeline/stages/prepare.py",
-    "pipeline/stages/export.py",
-    "pipeline/sources/common.py",
-    "pipeline/train",
-)
+SWEEP_LOCK = ".sweep.lock"
+# The stage modules whose code (and everything they import) makes a model's export; the sweep's
+# cache key hashes their derived import closure, like the DVC deps of prepare@M / export@M.
+UPSTREAM_STAGES = ("pipeline.stages.prepare", "pipeline.stages.export")
+# hydra/launcher option -> (plugin module, PyPI package, the onnxbuild extra that installs it)
+LAUNCHER_PACKAGES = {
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", None),
+    "ray": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "cluster"),
+    "ray_aws": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "cluster"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+    "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+}
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# content address of a model's upstream work
+# ---------------------------------------------------------------------------------------------
 
 
 def hash_path(path: Path, h: Any) -> None:
@@ -58,26 +91,97 @@ def hash_path(path: Path, h: Any) -> None:
         h.update(b"<missing>")
 
 
+def _targets(node: Any) -> Iterator[str]:
+    """Every ``_target_`` string in a nested dict/list."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_" and isinstance(value, str):
+                yield value
+            else:
+                yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
+
+
+def upstream_code(spec: Any, cwd: Path) -> list[Path]:
+    """The code files a model's prepare + export run: the stages' derived import closure, plus each
+    module a ``_target_`` of the spec names (its closure for ``pipeline.*``, its file for the project's own)."""
+    from pipeline.codedeps import closure, module_file
+
+    files = {REPO_ROOT / p for stage in UPSTREAM_STAGES for p in closure(REPO_ROOT, stage)}
+    for target in _targets(spec.model_dump(mode="json", by_alias=True)):
+        if target.startswith("pipeline."):
+            files |= {REPO_ROOT / p for p in closure(REPO_ROOT, target)}
+            continue
+        module = target
+        while "." in module:
+            module = module.rpartition(".")[0]
+            found = module_file(cwd, module)
+            if found is not None:
+                files.add(found)
+                break
+    return sorted(files)
+
+
 def model_key(spec: Any, cwd: Path) -> str:
-    """Content address of a model's upstream work: its spec, its watch path and the stage code."""
+    """Content address of a model's upstream work: its spec, its watch path and the code that builds it."""
     h = hashlib.sha256()
     h.update(json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True).encode())
-    watch = Path(spec.watch)
-    hash_path(watch if watch.is_absolute() else cwd / watch, h)
-    code = [*UPSTREAM_CODE, f"pipeline/sources/{spec.framework}_source.py"]
-    for rel in code:
-        h.update(rel.encode())
-        hash_path(REPO_ROOT / rel, h)
+    if spec.watch:
+        watch = Path(spec.watch)
+        hash_path(watch if watch.is_absolute() else cwd / watch, h)
+    for path in upstream_code(spec, cwd):
+        rel = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path.relative_to(cwd)
+        h.update(rel.as_posix().encode())
+        hash_path(path, h)
     return h.hexdigest()[:20]
 
 
-def shared_export(spec: Any, cache_root: Path, cwd: Path, log: logging.Logger) -> Path:
-    """The model's export folder from the cache, building it (prepare + export) on first use."""
+# ---------------------------------------------------------------------------------------------
+# the export: DVC's when current, else the sweep's content-addressed cache
+# ---------------------------------------------------------------------------------------------
+
+
+def dvc_export(model_name: str, spec: Any, cwd: Path, log: logging.Logger) -> tuple[Path, str] | None:
+    """``(export folder, its DVC hash)`` when the project at ``cwd`` has a DVC-built export of this
+    model that is current: params.yaml declares the same model settings and ``prepare@M`` /
+    ``export@M`` are unchanged against dvc.lock (DVC's own status check). Otherwise None."""
+    if not all((cwd / f).is_file() for f in ("dvc.yaml", "dvc.lock", "params.yaml")):
+        return None
+    try:
+        from pipeline.schema import validate_model
+        from pipeline.yamlio import load_yaml_file
+
+        declared = ((load_yaml_file(cwd / "params.yaml") or {}).get("models") or {}).get(model_name)
+        if declared is None:
+            return None
+        ours = spec.model_dump(mode="json", by_alias=True)
+        if validate_model(declared, f"models.{model_name}").model_dump(mode="json", by_alias=True) != ours:
+            log.info("the project's DVC build of %s has other model settings: not reused", model_name)
+            return None
+        from dvc.repo import Repo
+
+        with Repo(str(cwd)) as repo:
+            stages = [s for name in ("prepare", "export") for s in repo.stage.collect(f"{name}@{model_name}")]
+            changed = {k: v for s in stages for k, v in s.status().items()}
+            export = next(s for s in stages if s.addressing == f"export@{model_name}")
+            out = export.outs[0]
+            if changed or out.hash_info is None or not out.hash_info.value:
+                log.info("the project's DVC export of %s is not current (%s): not reused", model_name, ", ".join(changed) or "no hash")
+                return None
+            return Path(out.fs_path), str(out.hash_info.value)
+    except Exception as exc:  # noqa: BLE001 - introspection only: any problem means "build it here"
+        log.info("DVC export of %s not reused: %s", model_name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return None
+
+
+def shared_export(spec: Any, cache_root: Path, cwd: Path, log: logging.Logger, model_name: str = "model") -> Path:
+    """The model's export folder from the cache; filled on first use from the project's current DVC
+    export, or else by running prepare + export."""
     from filelock import FileLock
 
-    from pipeline.fsutil import write_json
-    from pipeline.stages.export import export_model
-    from pipeline.stages.prepare import prepare_model
+    from pipeline.fsutil import atomic_dir, write_json
 
     key = model_key(spec, cwd)
     root = cache_root / "models" / key
@@ -85,14 +189,31 @@ def shared_export(spec: Any, cache_root: Path, cwd: Path, log: logging.Logger) -
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root.parent / f"{key}.lock")):
         if done.is_file():
-            log.info("reusing prepared/exported model from the sweep cache (%s)", root)
+            log.info("reusing the model's export from the sweep cache (%s)", root)
             return root / "export"
-        log.info("preparing and exporting the model into the sweep cache (%s)", root)
         start = time.perf_counter()
-        prepared = prepare_model(spec, root / "source", log)
-        exported = export_model(spec, root / "source", root / "export", log)
-        write_json(done, {"prepare": prepared, "export": exported, "seconds": time.perf_counter() - start})
+        found = dvc_export(model_name, spec, cwd, log)
+        if found is not None:
+            src, dvc_hash = found
+            log.info("reusing the DVC-built export %s (%s) in the sweep cache (%s)", src, dvc_hash, root)
+            with atomic_dir(root / "export") as tmp:
+                shutil.copytree(src, tmp, dirs_exist_ok=True)
+            record = {"source": "dvc", "stage": f"export@{model_name}", "dvc_hash": dvc_hash}
+        else:
+            from pipeline.stages.export import export_model
+            from pipeline.stages.prepare import prepare_model
+
+            log.info("preparing and exporting the model into the sweep cache (%s)", root)
+            prepared = prepare_model(spec, root / "source", log)
+            exported = export_model(spec, root / "source", root / "export", log)
+            record = {"source": "sweep", "prepare": prepared, "export": exported}
+        write_json(done, {**record, "key": key, "seconds": round(time.perf_counter() - start, 3)})
     return root / "export"
+
+
+# ---------------------------------------------------------------------------------------------
+# one point
+# ---------------------------------------------------------------------------------------------
 
 
 def point_project(cfg: Any, model_name: str) -> dict[str, Any]:
@@ -107,14 +228,36 @@ def point_project(cfg: Any, model_name: str) -> dict[str, Any]:
     return {"models": {model_name: part("model")}, "builds": {POINT_BUILD: build}}
 
 
-def run_point(cfg: Any) -> dict[str, Any]:
-    """Build and evaluate the point described by ``cfg`` in Hydra's job folder; returns point.json."""
+def metric_at(metrics: dict[str, Any], dotted: str) -> float | None:
+    """``metrics["a"]["b"]`` for ``"a.b"``; None when missing or not a number."""
+    node: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def objective_of(cfg: Any) -> tuple[str, str]:
+    """``(metric path, direction)`` from the sweep config's ``objective``."""
+    obj = cfg.get("objective") or {}
+    metric, direction = str(obj.get("metric") or "latency_ms.p50"), str(obj.get("direction") or "minimize")
+    if direction not in ("minimize", "maximize"):
+        raise ConfigError(f"unknown direction '{direction}'", key="objective.direction", source="conf/sweep.yaml",
+                          choices=("minimize", "maximize"))
+    return metric, direction
+
+
+def run_point(cfg: Any) -> float:
+    """Build and evaluate the point described by ``cfg`` in Hydra's job folder; write point.json and
+    return the objective (NaN when the point failed; gate failures are in point.json's status)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from pipeline.evaluate.latency import benchmark_lock
+    from pipeline.evaluate.metrics import evaluate_build
     from pipeline.fsutil import write_json
     from pipeline.schema import validate_project
-    from pipeline.evaluate.metrics import evaluate_build
     from pipeline.stages.passes import run_passes
     from pipeline.stages.quantize import quantize_build
 
@@ -129,49 +272,195 @@ def run_point(cfg: Any) -> dict[str, Any]:
         "overrides": list(hc.overrides.task),
         "choices": choices,
         "model": model_name,
+        "host": platform.node(),
+        "pid": os.getpid(),
         "status": "failed",
         "error": None,
+        "objective": None,
     }
     start = time.perf_counter()
     try:
+        metric, direction = objective_of(cfg)
+        point["objective"] = {"metric": metric, "direction": direction, "value": None}
         project = validate_project(point_project(cfg, model_name), lambda key: f"conf/sweep.yaml ({key})")
         spec, build = project.models[model_name], project.builds[POINT_BUILD]
-        cache_root = Path(cfg.cache_dir)
-        export_dir = shared_export(spec, cache_root, cwd, log)
+        export_dir = shared_export(spec, Path(cfg.cache_dir), cwd, log, model_name)
         run_passes(build, spec, export_dir, job_dir / "passes", log)
         quantize_build(build, spec, job_dir / "passes", job_dir / "model", log)
-        metrics = evaluate_build(build, spec, job_dir / "model", export_dir, log, name=POINT_BUILD)
+        # held around the whole evaluation (evaluate_build takes it again, re-entrantly, for the
+        # timed runs): the recorded interval shows that no two measurements on a host overlapped
+        with benchmark_lock(log=log):
+            held = [time.time()]
+            metrics = evaluate_build(build, spec, job_dir / "model", export_dir, log, name=POINT_BUILD)
+            held.append(time.time())
+        point["benchmark_lock_held"] = held
         write_json(job_dir / METRICS_FILE, metrics)
         failures = metrics["gates"]["failures"]
         point["status"] = "gates failed" if failures else "ok"
         point["error"] = "; ".join(failures) or None
+        point["gate_failures"] = list(failures)
+        point["objective"]["value"] = metric_at(metrics, metric)
+        if point["objective"]["value"] is None:
+            raise ConfigError(f"the metrics have no number at '{metric}'", key="objective.metric", source="conf/sweep.yaml")
     except PipelineError as exc:
-        point["error"] = str(exc)
+        point["status"], point["error"] = "failed", str(exc)
         log.error("point failed: %s", exc)
     except Exception as exc:  # keep the sweep going; the traceback is in the job's log
+        point["status"] = "failed"
         point["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         log.exception("point failed")
     point["seconds"] = round(time.perf_counter() - start, 2)
     write_json(job_dir / POINT_FILE, point)
     log.info("point %s: %s%s", " ".join(point["overrides"]), point["status"], f" ({point['error']})" if point["error"] else "")
-    return point
+    value = (point.get("objective") or {}).get("value")
+    return float(value) if point["status"] != "failed" and value is not None else math.nan
 
 
-def _app() -> Any:
+# ---------------------------------------------------------------------------------------------
+# the sweep folder: unique and locked
+# ---------------------------------------------------------------------------------------------
+
+
+def claim_new_dir(base: Path, now: _dt.datetime | None = None) -> Path:
+    """Create and return ``base/<date>/<time>`` (``<time>-2``, ``-3``... when taken): ``mkdir`` is atomic,
+    so two sweeps started in the same second get two folders."""
+    now = now or _dt.datetime.now()
+    day = base / now.strftime("%Y-%m-%d")
+    day.mkdir(parents=True, exist_ok=True)
+    stem = now.strftime("%H-%M-%S")
+    for n in range(1, 10_000):
+        candidate = day / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise PipelineError(f"no free sweep folder under {day}")
+
+
+@contextmanager
+def sweep_lock(folder: Path) -> Iterator[Path]:
+    """Hold ``folder/.sweep.lock`` for the sweep's lifetime; a folder another sweep holds, or that
+    already holds a sweep's points, is refused (one line) instead of overwritten."""
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / SWEEP_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError("another sweep is writing into this folder: choose another one", key="hydra.sweep.dir",
+                          source=str(folder)) from None
+    try:
+        if any(folder.glob(f"*/{POINT_FILE}")) or (folder / POINT_FILE).is_file():
+            raise ConfigError("this folder holds an earlier sweep's points: choose another one (nothing was overwritten)",
+                              key="hydra.sweep.dir", source=str(folder))
+        yield folder
+    finally:
+        lock.release()
+
+
+def _arg_value(argv: Sequence[str], key: str) -> str | None:
+    """The value of ``key=VALUE`` (also ``+key=``/``++key=``) among Hydra command-line overrides."""
+    for arg in argv:
+        name, sep, value = arg.lstrip("+").partition("=")
+        if sep and name == key:
+            return value
+    return None
+
+
+def _config_dir(argv: Sequence[str], cwd: Path) -> tuple[Path, list[str]]:
+    """The sweep's config folder (``--config-path``/``-cp``, else ``./conf`` when it has sweep.yaml,
+    else the framework's), and argv without that option."""
+    rest, given = [], None
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--config-path", "-cp"):
+            given = next(it, None)
+        elif arg.startswith("--config-path="):
+            given = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if given:
+        return (cwd / given).resolve(), rest
+    return (cwd / "conf" if (cwd / "conf" / "sweep.yaml").is_file() else CONF_DIR), rest
+
+
+def check_launcher(argv: Sequence[str], conf_dir: Path) -> None:
+    """A launcher whose plugin is not installed: one line naming the package and the extra."""
+    name = _arg_value(argv, "hydra/launcher")
+    if name is None:
+        return
+    if name not in LAUNCHER_PACKAGES and (conf_dir / "hydra" / "launcher" / f"{name}.yaml").is_file():
+        from pipeline.yamlio import load_yaml_file
+
+        for entry in (load_yaml_file(conf_dir / "hydra" / "launcher" / f"{name}.yaml") or {}).get("defaults") or []:
+            if isinstance(entry, str) and entry in LAUNCHER_PACKAGES:
+                name = entry
+    if name not in LAUNCHER_PACKAGES:
+        return
+    module, package, extra = LAUNCHER_PACKAGES[name]
+    if importlib.util.find_spec(module) is None:
+        install = f"pip install -c requirements/constraints.txt '.[{extra}]'" if extra else f"pip install {package}"
+        raise ConfigError(f"the {name} launcher needs the package {package}, which is not installed: {install}",
+                          key="hydra/launcher")
+
+
+def check_ray_address(argv: Sequence[str]) -> None:
+    """A Ray cluster address that does not answer: one line after a short timeout, not a hang."""
+    if _arg_value(argv, "hydra/launcher") != "ray":
+        return
+    address = _arg_value(argv, "hydra.launcher.ray.init.address") or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("null", "auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"'{address}' is not HOST:PORT (or ray://HOST:PORT)", key="hydra.launcher.ray.init.address")
+    try:
+        with socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} within {RAY_CONNECT_TIMEOUT_S:.0f} s ({exc.strerror or exc}): "
+            "start one with `ray start --head` or fix the address",
+            key="hydra.launcher.ray.init.address",
+        ) from None
+
+
+def _app(conf_dir: Path) -> Any:
     import hydra
 
-    @hydra.main(config_path=str(CONF_DIR), config_name="sweep", version_base=None)
-    def app(cfg: Any) -> dict[str, Any]:
+    @hydra.main(config_path=str(conf_dir), config_name="sweep", version_base=None)
+    def app(cfg: Any) -> float:
         return run_point(cfg)
 
     return app
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.project import use_project
 
-    use_project(conf_dir=CONF_DIR)  # the project's own models, datasets and metrics (joblib workers inherit sys.path)
-    _app()()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cwd = Path.cwd()
+    conf_dir, argv = _config_dir(argv, cwd)
+    use_project(conf_dir=conf_dir)  # the project's own models, datasets and metrics (workers inherit sys.path)
+    multirun = "-m" in argv or "--multirun" in argv
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        check_launcher(argv, conf_dir)
+        check_ray_address(argv)
+        given = _arg_value(argv, key)
+        folder = Path(given) if given else claim_new_dir(cwd / ("sweeps" if multirun else "sweeps/runs"))
+        folder = folder if folder.is_absolute() else cwd / folder
+        argv = [a for a in argv if _arg_value([a], key) is None] + [f"{key}={folder}"]
+        with sweep_lock(folder):
+            sys.argv = [sys.argv[0], *argv]
+            _app(conf_dir)()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
