@@ -1,8 +1,10 @@
-"""The onnxbuild command: compose, check, list, promote (error paths; the happy promote path runs in tests/e2e)."""
+"""The onnxbuild command on the fixture project: compose, check, list, promote (error paths; the happy
+promote path runs in tests/e2e), verdicts. `new` is tested in tests/test_scaffold.py."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def ws(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+def ws(tmp_path, monkeypatch, copy_fixture):
+    """The fixture project (tests/fixtures/project) with the framework's dvc.yaml, as the working folder."""
+    copy_fixture(tmp_path)
     shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    for watched in ("pipeline/models", "requirements"):  # the models' `watch` paths must exist
-        shutil.copytree(ROOT / watched, tmp_path / watched)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts the project root on it
     yield tmp_path
     GlobalHydra.instance().clear()
 
@@ -29,7 +31,8 @@ def test_compose_then_check(ws, capsys):
     assert main(["compose", "--out", "params.yaml", "builds.cnn_fp32.target.threads=1"]) == 0
     assert "threads: 1" in (ws / "params.yaml").read_text()
     assert main(["check"]) == 0
-    assert "fresh" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fresh" in out and "onnxbuild check: ok" in out
 
 
 def test_compose_error_exit_code_and_one_line(ws, capsys):

@@ -1,4 +1,5 @@
-"""Fixtures for composing conf/ and loading dvc.yaml in a throw-away DVC repository."""
+"""Fixtures for composing the fixture project (tests/fixtures/project) and loading the framework's dvc.yaml
+in a throw-away DVC repository (never the user's conf/)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("conf", "pipeline", "dvc.yaml", ".dvcignore", "requirements")
+FIXTURE_PROJECT = ROOT / "tests" / "fixtures" / "project"
+FRAMEWORK_FILES = ("pipeline", "dvc.yaml", ".dvcignore", "requirements")
 
 
 def copy_project(dest: Path, config_yaml: str | None = None) -> Path:
-    """Copy the files a DVC build needs into ``dest`` (optionally with another conf/config.yaml)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
+    """The fixture project plus the framework files a DVC build needs, in ``dest`` (optionally with
+    another conf/config.yaml)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(FIXTURE_PROJECT, dest, ignore=ignore, dirs_exist_ok=True)
+    for name in FRAMEWORK_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(src, dest / name, ignore=ignore)
         else:
             shutil.copy2(src, dest / name)
     (dest / ".dvc").mkdir(exist_ok=True)
@@ -47,7 +51,7 @@ def compose_in(cwd: Path, *overrides: str) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the project (default conf/) with a composed params.yaml, as a DVC repo without git."""
+    """A copy of the fixture project with the framework's dvc.yaml and a composed params.yaml, as a DVC repo."""
     dest = copy_project(tmp_path / "project")
     compose_in(dest)
     return dest

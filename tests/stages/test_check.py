@@ -20,16 +20,13 @@ LOG = logging.getLogger("test.check")
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    """A workspace with conf/, dvc.yaml, .dvc/config, the models' watched files and a freshly composed
-    params.yaml."""
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    shutil.copytree(ROOT / "pipeline" / "models", tmp_path / "pipeline" / "models")
-    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+def ws(tmp_path, monkeypatch, copy_fixture):
+    """The fixture project (tests/fixtures/project) with dvc.yaml and .dvc/config, as the working
+    folder, with a freshly composed params.yaml."""
+    copy_fixture(tmp_path, dvc=True)
     shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    (tmp_path / ".dvc").mkdir()
-    shutil.copy2(ROOT / ".dvc" / "config", tmp_path / ".dvc" / "config")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     write_params(compose([], "conf"), "params.yaml")
     return tmp_path
@@ -151,7 +148,7 @@ def test_a_watch_path_that_does_not_exist_names_the_key(ws):
     import yaml
 
     data = yaml.safe_load(Path("params.yaml").read_text())
-    data["models"]["digits_cnn"]["watch"] = "pipeline/models/gone.py"
+    data["models"]["digits_cnn"]["watch"] = "fixturemodels/gone.py"
     Path("params.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError) as err:
         check_mod.check(Path("conf"), Path("params.yaml"), Path("dvc.yaml"), LOG)
