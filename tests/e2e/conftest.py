@@ -1,4 +1,5 @@
-"""A small copy of the project in a temporary git repository, for end-to-end `dvc repro` tests."""
+"""The fixture project (tests/fixtures/project) with the framework files in a temporary git repository,
+for end-to-end `dvc repro` tests (never the user's conf/)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("conf", "pipeline", "dvc.yaml", ".dvcignore", ".gitignore", "requirements", "pyproject.toml")
+FIXTURE_PROJECT = ROOT / "tests" / "fixtures" / "project"
+FRAMEWORK_FILES = ("pipeline", "dvc.yaml", ".dvcignore", ".gitignore", "requirements", "pyproject.toml")
 
-# The digits CNN with two builds, fast settings baked into the project config (so `dvc exp run`,
-# which recomposes conf/, keeps them): 2 epochs, 10 timed runs, 32 calibration samples.
+# The fixture's digits CNN with two builds (its files already carry test-sized settings: 2 epochs,
+# 10 timed runs, 32 calibration samples); in the project config so `dvc exp run`, which recomposes
+# conf/, keeps them.
 SMALL_CONFIG = """\
 defaults:
   - model@models.digits_cnn: digits_cnn
   - recipe@builds.cnn_fp32: cnn_fp32
   - recipe@builds.cnn_static_int8: cnn_static_int8
   - _self_
-models:
-  digits_cnn:
-    train: {epochs: 2}
-    reference: {num_samples: 64}
 builds:
-  cnn_fp32:
-    evaluate: {warmup: 2, runs: 10, fidelity_samples: 32}
   cnn_static_int8:
-    evaluate: {warmup: 2, runs: 10, fidelity_samples: 32, gates: {max_accuracy_drop: null, min_speedup: null, min_cosine: null}}
-    quantization: {calibration: {num_samples: 32}}
+    evaluate: {gates: {min_cosine: null}}
 """
 
 
@@ -75,15 +71,18 @@ class Repo:
         return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
-def make_repo(dest: Path, config: str = SMALL_CONFIG) -> Repo:
-    dest.mkdir(parents=True)
-    for name in PROJECT_FILES:
+def make_repo(dest: Path, config: str | None = SMALL_CONFIG) -> Repo:
+    """The fixture project with the framework files, as a git + DVC repository (``config``: its
+    conf/config.yaml; None keeps the fixture's)."""
+    shutil.copytree(FIXTURE_PROJECT, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in FRAMEWORK_FILES:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(src, dest / name)
-    (dest / "conf" / "config.yaml").write_text(config)
+    if config is not None:
+        (dest / "conf" / "config.yaml").write_text(config)
     repo = Repo(dest)
     repo.run("git", "init", "-q")
     repo.dvc("init", "-q")
