@@ -162,7 +162,9 @@ def dvc_export(model_name: str, spec: Any, cwd: Path, log: logging.Logger) -> tu
             return None
         from dvc.repo import Repo
 
-        with Repo(str(cwd)) as repo:
+        # DVC's repo lock, held for the status check only (a running `dvc repro` makes it fail: then
+        # the export is built here instead)
+        with Repo(str(cwd)) as repo, repo.lock:
             stages = [s for name in ("prepare", "export") for s in repo.stage.collect(f"{name}@{model_name}")]
             changed = {k: v for s in stages for k, v in s.status().items()}
             export = next(s for s in stages if s.addressing == f"export@{model_name}")
