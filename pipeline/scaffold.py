@@ -131,6 +131,18 @@ def _watch(path: str | None, root: Path, fallback: str) -> str:
     return fallback
 
 
+def _project_relative(path: str | None, root: Path) -> str | None:
+    """A path inside the project as written in the model file: relative to the root (stages run there)."""
+    if not path or path.startswith("pkg://"):
+        return path
+    full = Path(path).expanduser()
+    full = full if full.is_absolute() else Path.cwd() / full
+    try:
+        return full.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
 def render_onnx(name: str, path: str, root: Path) -> str:
     from pipeline.models import packaged
 
@@ -419,6 +431,7 @@ def new_model(name: str, framework: str, path: str | None = None, conf: str | Pa
     declared = re.search(rf"^\s*-\s*model@models\.{re.escape(name)}\s*:", config_text, re.M) is not None
     if (model_file.exists() or declared) and not force:
         raise ConfigError(f"model '{name}' exists (use --force to replace it)", source=str(model_file))
+    path = _project_relative(path, root)
     files: dict[Path, str] = {}
     if framework == "onnx":
         if not path:
