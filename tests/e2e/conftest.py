@@ -93,3 +93,14 @@ def make_repo(dest: Path, config: str | None = SMALL_CONFIG) -> Repo:
 @pytest.fixture
 def small_repo(tmp_path: Path) -> Repo:
     return make_repo(tmp_path / "project")
+
+
+class ToolsE2E:
+    """``make_repo`` for tests (importlib import mode cannot import conftest as a module)."""
+
+    make_repo = staticmethod(make_repo)
+
+
+@pytest.fixture
+def tools_e2e() -> type[ToolsE2E]:
+    return ToolsE2E
