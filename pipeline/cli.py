@@ -145,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--logs", default="logs")
     p.set_defaults(func=_verdicts)
 
+    from pipeline.package.command import configure as configure_package  # onnxbuild package BUILD [--out DIR]
+
+    configure_package(sub.add_parser("package", help="a deployment package of one build (model, session settings, infer.py)"))
+
     from pipeline.scaffold import FRAMEWORKS
 
     p = sub.add_parser("new", help="scaffold a model file or a recipe and register it in conf/config.yaml")
