@@ -13,7 +13,7 @@ key to Hydra's sweep syntax, optionally only when earlier choices have given val
 
 Each trial is one sweep point (its own job folder); the point returns the objective
 (``objective.metric`` of conf/sweep.yaml). A point that missed a gate is infeasible: its number of
-failed gates is an Optuna constraint (TPE's ``constraints_func``), so it is never "best" however fast
+failed gates is an Optuna constraint (``Trial.set_constraint``, which TPE honours), so it is never "best" however fast
 it is; a point that failed is a failed trial. A repeated choice is not rebuilt: its earlier result is
 told again. The space is checked before the first trial: a key the sweep config does not have, a
 group option that does not exist or a value the schema refuses is one line naming it.
@@ -146,16 +146,12 @@ def suggest(trial: Any, space: Sequence[Param]) -> dict[str, Any]:
     return chosen
 
 
-def _constraint(trial: Any) -> list[float]:
-    return list(trial.user_attrs.get("constraint", [1.0]))
-
-
 def make_study(direction: str, sampler: str, seed: int, n_startup_trials: int) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if sampler == "tpe":
-        chosen = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, constraints_func=_constraint)
+        chosen = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
     elif sampler == "random":
         chosen = optuna.samplers.RandomSampler(seed=seed)
     else:
@@ -255,6 +251,6 @@ def _tell(study: Any, trial: Any, result: dict[str, Any], records: list[dict[str
     if result["state"] == "fail":
         study.tell(trial, state=TrialState.FAIL)
     else:
-        trial.set_user_attr("constraint", [result["constraint"]])
+        trial.set_constraint("gates_missed", result["constraint"])  # > 0: infeasible
         study.tell(trial, result["value"])
     records.append({"trial": trial.number, "params": {k: v for k, v in chosen.items()}, **result, "repeat": repeat})

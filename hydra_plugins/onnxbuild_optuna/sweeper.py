@@ -2,6 +2,7 @@
 sweep app's points, launched by whatever ``hydra/launcher`` is configured. See pipeline.optuna_search."""
 
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,18 +46,11 @@ class OnnxbuildOptuna(Sweeper):
     def _compose(self, overrides: list[str]) -> Any:
         return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
 
-    def sweep(self, arguments: list[str]) -> Any:
+    def _validate(self, search: Any, space: Any, arguments: list[str], source: str) -> None:
         from omegaconf import OmegaConf
 
-        from pipeline import optuna_search as search
         from pipeline.schema import validate_project
-        from pipeline.sweep import objective_of, point_project
-
-        source = "hparams_search (hydra.sweeper.params)"
-        choices = self.config.hydra.runtime.choices
-        if choices.get("hparams_search"):
-            source = f"conf/hparams_search/{choices.get('hparams_search')}.yaml"
-        space = search.parse_space(self.params, source)
+        from pipeline.sweep import point_project
 
         def check(cfg: Any) -> None:
             model = cfg.hydra.runtime.choices.get("model") or "model"
@@ -64,7 +58,25 @@ class OnnxbuildOptuna(Sweeper):
             validate_project(point_project(plain, model), lambda key: f"{source} ({key})")
 
         search.validate_space(space, arguments, self._compose, check, source)
-        _, direction = objective_of(self.config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from omegaconf import OmegaConf
+
+        from pipeline import optuna_search as search
+        from pipeline.errors import ConfigError
+        from pipeline.sweep import objective_of
+
+        source = "hparams_search (hydra.sweeper.params)"
+        choices = self.config.hydra.runtime.choices
+        if choices.get("hparams_search"):
+            source = f"conf/hparams_search/{choices.get('hparams_search')}.yaml"
+        try:  # a bad search space is one line, before any trial runs
+            space = search.parse_space(self.params, source)
+            self._validate(search, space, arguments, source)
+            _, direction = objective_of(self.config)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         direction = str(self.direction or direction)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
