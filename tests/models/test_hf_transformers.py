@@ -69,7 +69,8 @@ def test_packaged_minilm_folder_resolves():
 
 def test_minilm_matches_sentence_transformers_and_exports(tmp_path, monkeypatch):
     """The packaged model, loaded offline, pools to sentence-transformers' own embeddings, and the
-    torch source's TorchScript export of it matches PyTorch in ONNX Runtime."""
+    torch source's TorchScript export of the model file `onnxbuild new model --framework transformers`
+    writes for it matches PyTorch in ONNX Runtime."""
     import yaml
 
     from pipeline.data.sentences import load, split_passages
@@ -89,7 +90,9 @@ def test_minilm_matches_sentence_transformers_and_exports(tmp_path, monkeypatch)
     st = SentenceTransformer(str(hf.model_dir(MINILM)), device="cpu", local_files_only=True)
     np.testing.assert_allclose(pooled, st.encode(split_passages("test", 8)), atol=1e-5)
 
-    raw = yaml.safe_load(open("conf/model/minilm.yaml"))
+    from pipeline.scaffold import render_transformers
+
+    raw = yaml.safe_load(render_transformers("minilm", MINILM, tmp_path))
     raw["reference"]["num_samples"] = raw["reference"]["dataset"]["num_samples"] = 32
     spec = validate_model(raw, "models.minilm")
     log = logging.getLogger("test.minilm")
@@ -98,3 +101,34 @@ def test_minilm_matches_sentence_transformers_and_exports(tmp_path, monkeypatch)
     assert info["exporter"] == "torchscript" and info["dynamic_dims"] == ["batch", "seq"]
     assert [i["dtype"] for i in info["inputs"]] == ["int64"] * 3
     assert info["verification"]["max_abs_err"] < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"model_type": "bert", "type_vocab_size": 2}, True),
+        ({"model_type": "bert", "type_vocab_size": 1}, False),
+        ({"model_type": "distilbert"}, False),
+        ({"model_type": "roberta", "type_vocab_size": 1}, False),
+    ],
+)
+def test_takes_token_type_ids(config, expected):
+    assert hf.takes_token_type_ids(config) is expected
+
+
+def test_from_folder_keeps_a_sequence_classification_head(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, num_labels=3)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "clf")
+    module = hf.from_folder(str(tmp_path / "clf"), head="sequence_classification")
+    ids = torch.tensor([[2, 7, 9, 0]])
+    with torch.no_grad():
+        logits = module(input_ids=ids, attention_mask=(ids != 0).long(), token_type_ids=torch.zeros_like(ids))
+    assert logits.shape == (1, 3) and module.model.config._attn_implementation == "eager"
+    base = hf.from_folder(str(tmp_path / "clf"), head="base")  # the same folder as its encoder
+    assert base(input_ids=ids).shape == (1, 4, 16)
+    with pytest.raises(ConfigError, match="unknown head 'pooler'"):
+        hf.from_folder(str(tmp_path / "clf"), head="pooler")
