@@ -5,7 +5,8 @@ builds have no numbers and are named under the panel.
 
 Cosine figures are drawn on a "nines" axis (0.9, 0.99, 0.999, ...), where quantized and float builds with
 cosines of 0.9995 and 0.9999999 are told apart; latency goes logarithmic when builds span more than
-a factor of 20. Builds that land on one spot share one label.
+a factor of 20. Each label sits beside its own point (nearer to it than to any other, joined to it
+by a thin line); builds that land on one spot share one label.
 """
 
 from __future__ import annotations
@@ -106,8 +107,12 @@ def _panel(ax: Any, rows: list[dict[str, Any]], key: str, label: str, title: str
         ax.scatter([x], [y], c="tab:red" if on_front else "tab:blue",
                    marker="X" if r["gates_passed"] is False or r.get("verdict") == FAILS_GATES else "o",
                    s=80 if on_front else 50, zorder=3, edgecolors="black", linewidths=0.5)
-    ax._pareto_labels = [  # placed after layout, when text sizes are known (see _place_labels)
-        ("\n".join(pts[j]["build"] for j in group), xs[group[0]], ys[group[0]]) for group in _clusters(xs, ys, log_x)
+    # placed after layout, when text sizes are known (see _place_labels): one label per cluster of
+    # coinciding points, anchored on the cluster's first point
+    ax._pareto_points = [(r["build"], x, y) for r, x, y in zip(pts, xs, ys)]
+    ax._pareto_labels = [
+        ("\n".join(pts[j]["build"] for j in group), xs[group[0]], ys[group[0]], tuple(group))
+        for group in _clusters(xs, ys, log_x)
     ]
     line = sorted((x, y) for x, y, on_front in zip(xs, ys, front) if on_front)
     if len(line) > 1:
@@ -134,35 +139,54 @@ def _panel(ax: Any, rows: list[dict[str, Any]], key: str, label: str, title: str
     ax.set_title(title)
 
 
-# (dx, dy) in points, horizontal and vertical alignment: tried in order until a label overlaps nothing
+# (dx, dy) in points, horizontal and vertical alignment: tried in order (nearest first)
 _SPOTS = [
     (7, 4, "left", "bottom"), (7, -4, "left", "top"), (-7, 4, "right", "bottom"), (-7, -4, "right", "top"),
     (0, 10, "center", "bottom"), (0, -10, "center", "top"), (7, 22, "left", "bottom"), (7, -22, "left", "top"),
-    (-7, 22, "right", "bottom"), (-7, -22, "right", "top"),
+    (-7, 22, "right", "bottom"), (-7, -22, "right", "top"), (0, 28, "center", "bottom"), (0, -28, "center", "top"),
 ]
+MARKER_PT = 5.0  # half a marker's size, in points: a label box this close to a point covers it
+# the line from a label to its point (it ends just outside the marker)
+LEADER = {"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4}
+
+
+def _label_score(box: Any, own: Any, others: list[Any], placed: list[Any], frame: Any, pad: float) -> int:
+    """How good a label box is: clear of other labels (4), nearer its own point than any other point
+    and covering none (2), inside the axes (1)."""
+    def dist(p: Any) -> float:
+        cx, cy = min(max(p[0], box.x0), box.x1), min(max(p[1], box.y0), box.y1)  # nearest point of the box
+        return math.hypot(p[0] - cx, p[1] - cy)
+
+    clear = not any(box.overlaps(other) for other in placed)
+    beside = all(dist(own) < dist(p) and dist(p) > pad for p in others)
+    inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    return 4 * clear + 2 * beside + inside
 
 
 def _place_labels(fig: Any, ax: Any) -> None:
-    """Annotate each point cluster at the first nearby spot where its label overlaps no other label."""
+    """Annotate each point cluster at the first nearby spot whose label overlaps no other label and
+    sits nearer its own point than any other (covering none); a thin line joins label and point."""
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
+    pad = MARKER_PT * fig.dpi / 72
+    points = [ax.transData.transform((x, y)) for _, x, y in getattr(ax, "_pareto_points", [])]
     placed: list[Any] = []
-    for text, x, y in getattr(ax, "_pareto_labels", []):
-        # best spot: inside the axes and clear of other labels; else clear of labels; else the first spot
+    for text, x, y, members in getattr(ax, "_pareto_labels", []):
+        own = ax.transData.transform((x, y))
+        others = [p for k, p in enumerate(points) if k not in members]
         best: tuple[int, Any] | None = None
         for dx, dy, ha, va in _SPOTS:
             ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=8)
             box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            clear = not any(box.overlaps(other) for other in placed)
-            score = 2 * clear + inside
             ann.remove()
+            score = _label_score(box, own, others, placed, frame, pad)
             if best is None or score > best[0]:
                 best = (score, (dx, dy, ha, va, box))
-            if score == 3:
+            if score == 7:
                 break
         dx, dy, ha, va, box = best[1]
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=8)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=8,
+                    arrowprops=LEADER)
         placed.append(box)
 
 
@@ -177,6 +201,17 @@ def fidelity_key(rows: list[dict[str, Any]]) -> str:
 def plot(table: list[dict[str, Any]], path: str | Path) -> Path:
     """Write the PNG to ``path``: per model, latency against its task's fidelity figure and against
     top-1 accuracy; one labelled point per build, each model's Pareto front in red."""
+    from matplotlib import pyplot as plt
+
+    fig = figure(table)
+    path = Path(path)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def figure(table: list[dict[str, Any]]) -> Any:
+    """The matplotlib figure of :func:`plot` (labels placed; the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,10 +237,8 @@ def plot(table: list[dict[str, Any]], path: str | Path) -> Path:
     ]
     fig.legend(handles=legend, loc="lower center", ncol=3, frameon=False)
     fig.suptitle(f"{len(table)} builds: latency against fidelity and accuracy; failed builds are named, not plotted")
-    fig.tight_layout(rect=(0, 0.06 / len(axes), 1, 1 - 0.04 / len(axes)))
+    height = fig.get_figheight()  # keep 0.5 in for the legend and 0.6 in for the title, whatever the rows
+    fig.tight_layout(rect=(0, 0.5 / height, 1, 1 - 0.6 / height))
     for ax in axes.flat:
         _place_labels(fig, ax)
-    path = Path(path)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return fig

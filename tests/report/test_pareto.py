@@ -99,3 +99,51 @@ def test_plot_per_model_with_failed_and_gate_failing_builds(make_metrics, tmp_pa
     assert reg_colors == [to_rgb("tab:red"), to_rgb("tab:red"), to_rgb("tab:blue")]
     det_markers = [c.get_paths()[0].vertices.shape[0] for c in drawn["det: latency vs iou_min"][2]]
     assert det_markers[0] != det_markers[1]  # the gate-failing build is drawn with another marker
+
+
+def _box_distance(box, point):
+    cx, cy = min(max(point[0], box.x0), box.x1), min(max(point[1], box.y0), box.y1)
+    return ((point[0] - cx) ** 2 + (point[1] - cy) ** 2) ** 0.5
+
+
+def test_each_label_is_anchored_on_and_sits_beside_its_own_point(make_metrics):
+    """Crowded like the digits CNN: two builds 0.07 ms apart at equal fidelity, one far to the right."""
+    import numpy as np
+    from matplotlib import pyplot as plt
+    from matplotlib.text import Annotation
+
+    from pipeline.report import pareto
+
+    spec = {"cnn_static_int8": (0.062, 1.0, 0.9961), "cnn_fp32": (0.131, 1.0, 0.9961),
+            "cnn_dynamic_int8": (0.595, 1.0, 0.9961), "cnn_qop": (0.10, 0.998, 0.9950),
+            "cnn_fp16": (0.135, 0.999, 0.9955)}
+    table = rows({name: make_metrics(name, "static_int8", p50, 0.999, top1=top1, source_top1=0.9961,
+                                     figures={"top1_agreement_min": agree})
+                  for name, (p50, agree, top1) in spec.items()})
+    fig = pareto.figure(table)
+    try:
+        renderer = fig.canvas.get_renderer()
+        checked = 0
+        for ax in fig.axes:
+            points = {b: (x, y) for b, x, y in getattr(ax, "_pareto_points", [])}
+            if not points:
+                continue
+            key = 1 if "top1_agreement_min" in ax.get_title() else 2
+            # the points are the builds' own numbers, and each is drawn there
+            assert points == {b: (v[0], v[key]) for b, v in spec.items()}
+            drawn = sorted(tuple(c.get_offsets()[0]) for c in ax.collections)
+            assert np.allclose(drawn, sorted(points.values()))
+            labels = [t for t in ax.texts if isinstance(t, Annotation)]
+            assert sorted(n for a in labels for n in a.get_text().split("\n")) == sorted(points)
+            for a in labels:
+                names = a.get_text().split("\n")
+                assert a.xy == points[names[0]]  # anchored on its own point (data coordinates)
+                box = a.get_window_extent(renderer)
+                own = ax.transData.transform(a.xy)
+                for other, xy in points.items():
+                    if other not in names:  # nearer to its own point than to any other
+                        assert _box_distance(box, own) < _box_distance(box, ax.transData.transform(xy)), (names, other)
+                checked += 1
+        assert checked == 10  # five builds, two panels
+    finally:
+        plt.close(fig)
