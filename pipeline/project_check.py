@@ -92,7 +92,7 @@ def _declared_models(conf: Path) -> dict[str, str]:
     return out
 
 
-def _compose_raw(conf: Path, config_name: str, overrides: list[str]) -> dict[str, Any]:
+def compose_raw(conf: Path, config_name: str, overrides: list[str]) -> dict[str, Any]:
     """Hydra composition, resolved, without schema validation (errors as one-line ConfigError)."""
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -147,19 +147,19 @@ def check_models_and_recipes(conf: Path, root: Path, report: Report) -> dict[str
         primary = copy / f"{CHECK_CONFIG}.yaml"
         primary.write_text(_config(every_model, recipes))
         try:
-            data = _compose_raw(copy, CHECK_CONFIG, [])
+            data = compose_raw(copy, CHECK_CONFIG, [])
         except ConfigError:
             data = {"models": {}, "builds": {}}  # find the culprits one at a time
             for name, stem in every_model.items():
                 primary.write_text(_config({name: stem}, []))
                 try:
-                    data["models"].update(_compose_raw(copy, CHECK_CONFIG, []).get("models") or {})
+                    data["models"].update(compose_raw(copy, CHECK_CONFIG, []).get("models") or {})
                 except ConfigError as exc:
                     report.error(f"conf/model/{stem}.yaml: does not compose: {exc}")
             for stem in recipes:
                 primary.write_text(_config({}, [stem]))
                 try:
-                    data["builds"].update(_compose_raw(copy, CHECK_CONFIG, []).get("builds") or {})
+                    data["builds"].update(compose_raw(copy, CHECK_CONFIG, []).get("builds") or {})
                 except ConfigError as exc:
                     report.error(f"conf/recipe/{stem}.yaml: does not compose: {exc}")
     specs = {}

@@ -404,8 +404,13 @@ def _write_checked(conf: Path, files: dict[Path, str], config_text: str, key: st
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text(path, text)
         write_text(config_file, config_text)
-        comp = compose([], conf)
-        if key.split(".", 1)[1] not in (comp.data.get(key.split(".")[0]) or {}):
+        try:
+            data = compose([], conf).data
+        except ConfigError as exc:
+            if exc.key != "builds" or not key.startswith("models."):
+                raise
+            data = _model_alone(conf, key)  # a project with no build yet: validate the model by itself
+        if key.split(".", 1)[1] not in (data.get(key.split(".")[0]) or {}):
             raise ConfigError(f"'{key}' is not in the composed project after registering it", source=str(config_file))
     except BaseException:
         for path, text in old.items():
@@ -414,6 +419,17 @@ def _write_checked(conf: Path, files: dict[Path, str], config_text: str, key: st
             else:
                 write_text(path, text)
         raise
+
+
+def _model_alone(conf: Path, key: str) -> dict[str, Any]:
+    """Compose ``conf`` without validating the project, then validate the model ``key`` names."""
+    from pipeline.project_check import compose_raw
+    from pipeline.schema import validate_model
+
+    data = compose_raw(conf, "config", [])
+    name = key.split(".", 1)[1]
+    validate_model((data.get("models") or {}).get(name), key, f"conf/model/{name}.yaml")
+    return data
 
 
 def new_model(name: str, framework: str, path: str | None = None, conf: str | Path = "conf",
@@ -470,14 +486,21 @@ def new_recipe(name: str, model: str, quantization: str = "none", conf: str | Pa
     options = group_options(conf, "quantization")
     if quantization not in options:
         raise ConfigError(f"unknown quantization option '{quantization}'", key="--quantization", choices=options)
-    project = compose([], conf)
-    models = project.data.get("models") or {}
+    try:
+        project = compose([], conf).data
+    except ConfigError as exc:
+        if exc.key != "builds":
+            raise
+        from pipeline.project_check import compose_raw
+
+        project = compose_raw(conf, "config", [])  # no build yet: this recipe is the first
+    models = project.get("models") or {}
     if model not in models:
         raise ConfigError(f"unknown model '{model}' (declare it first: onnxbuild new model)", key="--model",
                           choices=models)
     recipe_file = conf / "recipe" / f"{name}.yaml"
     config_text = (conf / "config.yaml").read_text()
-    declared = name in (project.data.get("builds") or {})
+    declared = name in (project.get("builds") or {})
     if (recipe_file.exists() or declared) and not force:
         raise ConfigError(f"recipe '{name}' exists (use --force to replace it)", source=str(recipe_file))
     task = models[model].get("task")

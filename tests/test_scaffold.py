@@ -186,3 +186,12 @@ def test_register_keeps_comments_and_falls_back_before_the_opt_in_slots():
     assert out == "# head\ndefaults:\n  # models\n  - model@models.a: a\n  - experiment: null   # opt-in\n  - _self_\n"
     with pytest.raises(ConfigError):
         register("x: 1\n", "- model@models.", "- model@models.a: a")
+
+
+def test_the_first_model_of_a_project_without_builds(ws):
+    (ws / "conf" / "config.yaml").write_text("# mine\ndefaults:\n  - _self_\n")
+    new_model("mini", "transformers", path=MINILM, conf=ws / "conf")
+    assert (ws / "conf" / "config.yaml").read_text() == "# mine\ndefaults:\n  - model@models.mini: mini\n  - _self_\n"
+    new_recipe("mini_fp32", "mini", conf=ws / "conf")
+    build = compose([], ws / "conf").data["builds"]["mini_fp32"]
+    assert build["model"] == "mini" and build["passes"][0]["name"] == "transformer_optimize"
