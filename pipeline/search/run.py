@@ -105,7 +105,7 @@ class Search:
             return
         out = self.work / "graphs" / "transformer" / "model.onnx"
         out.parent.mkdir(parents=True, exist_ok=True)
-        pass_params = PASSES[TRANSFORMER_PASS].Params()
+        pass_params = PASSES[TRANSFORMER_PASS].Params(options=dict(self.params.space.transformer_options))
         try:
             result = run_pass_list(
                 self.src, out, [(TRANSFORMER_PASS, pass_params)],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.schema import Factory, Strict
 
@@ -30,6 +30,23 @@ class Space(Strict):
     calibration_methods: list[Method] = Field(default_factory=lambda: ["minmax"], min_length=1)
     # each entry: a list of op types to quantize, or null for every op type ONNX Runtime quantizes
     op_types: list[list[str] | None] = Field(default_factory=lambda: [None], min_length=1)
+    # FusionOptions of the ``transformer`` variant's transformer_optimize pass (e.g. leave
+    # SkipLayerNormalization unfused: its CPU kernel is scalar, ONNX LayerNormalization + Add is faster)
+    transformer_options: dict[str, bool | int] = Field(default_factory=dict)
+
+    @field_validator("transformer_options")
+    @classmethod
+    def _transformer_options(cls, value: dict[str, bool | int]) -> dict[str, bool | int]:
+        if value:  # the pass's own schema names the valid options
+            from pydantic import ValidationError
+
+            from pipeline.passes.transformer_optimize import TransformerOptimize
+
+            try:
+                TransformerOptimize.Params(options=value)
+            except ValidationError as exc:
+                raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return value
 
 
 class CalibrationData(Strict):
