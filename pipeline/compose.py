@@ -109,13 +109,31 @@ def _hydra_compose(conf_dir: Path, config_name: str, overrides: Sequence[str]):
 
     _skip_unused_interpolation_maps()
 
+    from pipeline.yamlio import yaml_error
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
             cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    except Exception as exc:
+        bad = _yaml_cause(exc)
+        if bad is not None:  # a recipe's syntax error or duplicate key: FILE:LINE, one line
+            raise yaml_error(bad) from None
+        raise
     finally:
         GlobalHydra.instance().clear()
     return cfg
+
+
+def _yaml_cause(exc: BaseException | None):
+    import yaml
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, yaml.YAMLError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _split_hydra(cfg) -> tuple[Any, dict[str, str]]:
@@ -302,10 +320,13 @@ def compose(
     from omegaconf import OmegaConf
 
     from pipeline.schema import validate_project
+    from pipeline.trust import load_policy
 
     conf_dir = Path(conf_dir)
     if not (conf_dir / f"{config_name}.yaml").is_file():
         raise ConfigError("config not found", source=_display(conf_dir / f"{config_name}.yaml"))
+    # what recipes may import and read: from the config file itself, before any override applies
+    policy = load_policy(conf_dir / f"{config_name}.yaml", conf_dir.resolve().parent)
     expanded = _expand_shorthands(list(overrides), conf_dir, config_name)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -319,8 +340,10 @@ def compose(
         data=data, text=OmegaConf.to_yaml(cfg), choices=choices, conf_dir=conf_dir, overrides=expanded
     )
     try:
+        check_trust(data, policy, conf_dir / f"{config_name}.yaml", comp.source_of)
         validate_project(data, comp.source_of)
         check_watch(data, conf_dir.resolve().parent, comp.source_of)
+        check_providers(data, comp.source_of)
     except ConfigError as exc:
         hit = _override_for(exc.key, expanded)
         if hit is None:
@@ -329,6 +352,44 @@ def compose(
             f"{exc.reason} (set by override '{hit}')", key=exc.key, source=exc.source, choices=exc.choices
         ) from None
     return comp
+
+
+def check_trust(data: dict[str, Any], policy: Any, config_file: Path, source_of: Any = lambda key: None) -> None:
+    """Recipes are code: every ``_target_`` within the allowlist, every model file inside the project
+    (or an allowed folder), and the ``project:`` block exactly as the config file says (an override or
+    an experiment cannot widen what recipes may import)."""
+    from pipeline.schema import ProjectSpec, _validate
+    from pipeline.trust import project_block
+
+    declared = _validate(ProjectSpec, project_block(config_file) or {}, "project", policy.config)
+    composed = data.get("project")
+    if composed is not None or project_block(config_file) is not None:
+        got = _validate(ProjectSpec, composed or {}, "project", policy.config)
+        if got != declared:
+            raise ConfigError(
+                f"'project' is set in {policy.config} only: an override or experiment cannot change "
+                "what recipes may import or read",
+                key="project",
+            )
+    for kind in ("models", "builds"):
+        section = data.get(kind)
+        if not isinstance(section, dict):
+            continue
+        for name, spec in section.items():
+            key = f"{kind}.{name}"
+            policy.check(spec, key, source_of(key))
+
+
+def check_providers(data: dict[str, Any], source_of: Any = lambda key: None) -> None:
+    """A build whose execution provider this onnxruntime lacks fails now, not after its passes and
+    quantization ran: the error names the installed providers and the package to install."""
+    from pipeline.targets import TARGETS
+
+    for name, build in (data.get("builds") or {}).items():
+        target = (build or {}).get("target") or {}
+        impl = TARGETS.get(target.get("name"))
+        if impl is not None:
+            impl().check_available(None, key=f"builds.{name}.target.name", source=source_of(f"builds.{name}"))
 
 
 def check_watch(data: dict[str, Any], root: Path, source_of: Any = lambda key: None) -> None:
@@ -394,6 +455,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         comp = compose(args.overrides, args.conf, args.config_name)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not bad input: still one line (the reliability suite counts these)
+        from pipeline.errors import one_line
+
+        print(f"error: compose failed unexpectedly: {one_line(exc)}", file=sys.stderr)
         return 2
     if args.print_only:
         sys.stdout.write(comp.text)

@@ -14,10 +14,10 @@ Layout::
 
 from __future__ import annotations
 
-import importlib.util
+import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,6 +25,14 @@ from pipeline.errors import ConfigError
 
 DType = Literal["float32", "float16", "int64", "int32", "bool"]
 _DIM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Model and build names become folder names and command-line arguments of the DVC stages.
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Upper bounds: beyond them a value is a typo (``runs=1e23``) that would hang a stage, not a setting.
+MAX_DIM = 1 << 16  # one symbolic dim's value (batch, sequence, pixels)
+MAX_SAMPLES = 1 << 16  # reference / fidelity samples
+MAX_RUNS = 100_000  # timed runs (p50 over 100 is already stable)
+MAX_WARMUP = 10_000
+MAX_BATCH = 4096
 
 
 class Strict(BaseModel):
@@ -75,8 +83,9 @@ def parse_shape(value: Any) -> tuple[int | str, ...]:
 class Factory(BaseModel):
     """A Hydra-style factory: ``{_target_: module.attr, **kwargs}``.
 
-    The module is located (not imported) when the recipe is validated, so a typo is caught early
-    without importing torch or TensorFlow.
+    The module is located (not imported: neither it nor its parent packages run) when the recipe is
+    validated, so a typo is caught early without importing torch or TensorFlow. Which modules a
+    recipe may name at all is the project's allowlist (:mod:`pipeline.trust`).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
@@ -86,14 +95,12 @@ class Factory(BaseModel):
     @field_validator("target")
     @classmethod
     def _importable(cls, value: str) -> str:
+        from pipeline.trust import locate_module
+
         module, _, attr = value.rpartition(".")
         if not module or not attr:
             raise ValueError(f"'{value}' is not a dotted path like package.module.function")
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError) as exc:
-            raise ValueError(f"cannot import '{module}' for factory '{value}': {exc}") from None
-        if spec is None:
+        if locate_module(module) is None:
             raise ValueError(f"cannot import '{module}' for factory '{value}': no such module")
         return value
 
@@ -159,9 +166,9 @@ class ExportSpec(Strict):
     exporter: Literal["dynamo", "torchscript"] = "dynamo"  # torch only
     opset: int | None = 18  # None: keep an ONNX source's opset / the converter's default
     dynamic: bool = True  # symbolic dims stay symbolic in the exported graph
-    dims: dict[str, int] = Field(default_factory=lambda: {"batch": 1})  # values for symbolic dims
-    atol: float = 1e-4
-    rtol: float = 1e-3
+    dims: dict[str, Annotated[int, Field(ge=1, le=MAX_DIM)]] = Field(default_factory=lambda: {"batch": 1})  # values for symbolic dims
+    atol: float = Field(1e-4, ge=0, allow_inf_nan=False)
+    rtol: float = Field(1e-3, ge=0, allow_inf_nan=False)
     inputs_as_nchw: list[str] = Field(default_factory=list)  # keras/tflite: transpose these inputs
 
     @field_validator("opset")
@@ -177,9 +184,9 @@ class TrainSpec(Strict):
 
     dataset: Factory  # returns pipeline.data.Samples for the training split
     val_dataset: Factory | None = None
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1, le=MAX_SAMPLES)
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = Field(0.9, ge=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -191,7 +198,7 @@ class ReferenceSpec(Strict):
     """Held-out samples on which fidelity and accuracy are measured."""
 
     dataset: Factory | None = None  # labelled evaluation set; None: draw from the inputs' ranges
-    num_samples: int = Field(256, ge=32)
+    num_samples: int = Field(256, ge=32, le=MAX_SAMPLES)
     seed: int = 0
 
 
@@ -264,7 +271,7 @@ class StreamSpec(Strict):
     ``value``, else zeros). Per-step inputs are stored as ``[samples, steps, *shape]``; latency is
     per step."""
 
-    steps: int = Field(8, ge=2)
+    steps: int = Field(8, ge=2, le=MAX_SAMPLES)
     state: list[StateLink] = Field(min_length=1)
 
 
@@ -363,7 +370,9 @@ class Gates(Strict):
     The named gates below are shorthands; ``min`` / ``max`` gate any metric by its short name
     (``{min: {iou_min: 0.95}, max: {rel_err_max: 0.05}}``): the names valid for a model's task and
     its custom metrics are listed by ``pipeline.evaluate.gates.gate_names`` (unknown names are
-    compose-time errors)."""
+    compose-time errors). NaN and infinite thresholds are errors (a NaN gate always fails)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     min: dict[str, float] = Field(default_factory=dict)
     max: dict[str, float] = Field(default_factory=dict)
@@ -377,10 +386,11 @@ class Gates(Strict):
 
 
 class EvaluateSpec(Strict):
-    warmup: int = Field(10, ge=1)
-    runs: int = Field(100, ge=10)
-    batch_size: int = Field(1, ge=1)
-    fidelity_samples: int = Field(64, ge=32)
+    warmup: int = Field(10, ge=1, le=MAX_WARMUP)
+    runs: int = Field(100, ge=10, le=MAX_RUNS)
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH)
+    # at most the model's reference.num_samples (checked with the model: validate_project)
+    fidelity_samples: int = Field(64, ge=32, le=MAX_SAMPLES)
     metrics: list[MetricSpec] = Field(default_factory=list)  # custom metrics of this build (beside the model's)
     gates: Gates = Field(default_factory=Gates)
 
@@ -393,7 +403,33 @@ class BuildSpec(Strict):
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
 
 
+class ProjectSpec(Strict):
+    """``project:`` in conf/config.yaml: what recipes may import and read (:mod:`pipeline.trust`)."""
+
+    # module prefixes a _target_ may start with; None: pipeline + the project's own top-level packages
+    allow_targets: list[str] | None = None
+    # folders outside the project that a model's path / checkpoint / watch may name (absolute)
+    allow_paths: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_targets")
+    @classmethod
+    def _modules(cls, value: list[str] | None) -> list[str] | None:
+        for prefix in value or []:
+            if not all(_DIM_NAME.match(part) for part in str(prefix).split(".")):
+                raise ValueError(f"'{prefix}' is not a module prefix like 'pipeline' or 'mypkg.models'")
+        return value
+
+    @field_validator("allow_paths")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix.startswith(("/", "~")) or prefix.strip("/") == "":
+                raise ValueError(f"'{prefix}' must be an absolute folder (not / itself)")
+        return value
+
+
 class Project(Strict):
+    project: ProjectSpec = Field(default_factory=ProjectSpec)
     models: dict[str, ModelSpec]
     builds: dict[str, BuildSpec]
 
@@ -430,7 +466,7 @@ def _validate(cls: type[BaseModel], data: Any, key: str, source: str | None) -> 
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         full_key = _loc(key, loc)
         choices = None
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             owner: Any = cls
             for part in loc[:-1]:
@@ -503,6 +539,7 @@ def validate_build(data: Any, key: str, source: str | None = None) -> BuildSpec:
             raise ConfigError(f"missing key '{required}'", key=f"{key}.{required}", source=source)
     data["quantization"] = _select("quantizer", QUANTIZERS, data["quantization"], f"{key}.quantization", source)
     data["target"] = _select("target", TARGETS, data["target"], f"{key}.target", source)
+    TARGETS[data["target"].name]().check_options(data["target"].params, f"{key}.target", source)
     passes = data.get("passes") or []
     if not isinstance(passes, (list, tuple)):
         raise ConfigError(f"expected a list of {{name, params}}, got {passes!r}", key=f"{key}.passes", source=source)
@@ -515,11 +552,17 @@ def validate_project(data: Any, source_of: SourceOf = _no_source) -> Project:
     """Validate a whole composed project. ``source_of(key)`` names the recipe file behind a key."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping with 'models' and 'builds', got {type(data).__name__}")
-    extra = set(data) - {"models", "builds"}
+    extra = set(map(str, data)) - {"project", "models", "builds"}
     if extra:
-        raise ConfigError("unknown key", key=sorted(extra)[0], choices=["models", "builds"])
+        raise ConfigError("unknown key", key=sorted(extra)[0], choices=["project", "models", "builds"])
+    project = _validate(ProjectSpec, data.get("project") or {}, "project", None)
     models_in = data.get("models") or {}
     builds_in = data.get("builds") or {}
+    for kind, section in (("models", models_in), ("builds", builds_in)):
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"expected a mapping of names, got {type(section).__name__}", key=kind)
+        for name in section:
+            check_name(name, kind)
     if not builds_in:
         raise ConfigError("no builds declared", key="builds")
     models = {
@@ -535,8 +578,33 @@ def validate_project(data: Any, source_of: SourceOf = _no_source) -> Project:
                 f"unknown model '{build.model}'", key=f"{key}.model", source=source_of(key), choices=models
             )
         check_gate_names(build, models[build.model], key, source_of(key))
+        check_samples(build, models[build.model], key, source_of(key))
         builds[name] = build
-    return Project(models=models, builds=builds)
+    return Project(project=project, models=models, builds=builds)
+
+
+def check_name(name: Any, kind: str) -> None:
+    """Model and build names become folders and stage arguments: ``[A-Za-z0-9_.-]+``, not . or .."""
+    what = "model" if kind == "models" else "build"
+    if not isinstance(name, str) or not NAME.match(name) or name in (".", ".."):
+        raise ConfigError(
+            f"{what} name {name!r} must be letters, digits, '_', '.' or '-' (it names folders and "
+            f"DVC stages; no spaces, slashes or other characters, and not '.' or '..')",
+            key=f"{kind}.{name}",
+        )
+
+
+def check_samples(build: BuildSpec, model: ModelSpec, key: str, source: str | None = None) -> None:
+    """``fidelity_samples`` above the model's reference samples would be cut silently: an error."""
+    asked, held = build.evaluate.fidelity_samples, model.reference.num_samples
+    if asked > held:
+        raise ConfigError(
+            f"fidelity_samples {asked} is more than the {held} reference samples of model "
+            f"'{build.model}' (the stage could measure only {held}): lower it, or raise "
+            f"models.{build.model}.reference.num_samples",
+            key=f"{key}.evaluate.fidelity_samples",
+            source=source,
+        )
 
 
 def check_gate_names(build: BuildSpec, model: ModelSpec, key: str, source: str | None = None) -> None:
@@ -554,8 +622,12 @@ def check_gate_names(build: BuildSpec, model: ModelSpec, key: str, source: str |
                     source=source,
                     choices=sorted(valid),
                 )
-            if threshold != threshold:  # NaN
-                raise ConfigError("a gate threshold must be a number, got nan", key=f"{key}.evaluate.gates.{kind}.{name}", source=source)
+            if not math.isfinite(threshold):  # the schema refuses these already; kept for built objects
+                raise ConfigError(
+                    f"a gate threshold must be a finite number, got {threshold}",
+                    key=f"{key}.evaluate.gates.{kind}.{name}",
+                    source=source,
+                )
 
 
 def pass_params(spec: PassSpec, key: str = "passes") -> Any:

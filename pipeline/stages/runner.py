@@ -23,26 +23,30 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict[str, Any]:
-    import yaml
+    from pipeline.yamlio import load_yaml_file
 
     path = Path(path)
     if not path.exists():
         raise ConfigError(
             "not found: compose the recipes first (`onnxbuild compose`)", source=str(path)
         )
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
+    data = load_yaml_file(path) or {}  # a syntax error or duplicate key: FILE:LINE, one line
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping at the top level", source=str(path))
     return data
 
 
 def model_spec(params: dict[str, Any], name: str, source: str = DEFAULT_PARAMS):
-    from pipeline.schema import validate_model
+    """The validated model; its ``_target_``s and files checked against the project's allowlists
+    (conf/config.yaml ``project:``), so a hand-edited params.yaml runs nothing compose would refuse."""
+    from pipeline.schema import check_name, validate_model
+    from pipeline.trust import stage_policy
 
     models = params.get("models") or {}
     if name not in models:
         raise ConfigError(f"unknown model '{name}'", key="models", source=source, choices=models)
+    check_name(name, "models")
+    stage_policy().check(models[name], f"models.{name}", source)
     return validate_model(models[name], f"models.{name}", source)
 
 
@@ -50,9 +54,14 @@ def build_spec(params: dict[str, Any], name: str, source: str = DEFAULT_PARAMS):
     """The validated build and the validated model it refers to."""
     from pipeline.schema import validate_build
 
+    from pipeline.schema import check_name
+    from pipeline.trust import stage_policy
+
     builds = params.get("builds") or {}
     if name not in builds:
         raise ConfigError(f"unknown build '{name}'", key="builds", source=source, choices=builds)
+    check_name(name, "builds")
+    stage_policy().check(builds[name], f"builds.{name}", source)
     build = validate_build(builds[name], f"builds.{name}", source)
     return build, model_spec(params, build.model, source)
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.errors import ConfigError
 from pipeline.schema import Strict
@@ -24,6 +24,14 @@ OPT_LEVELS = {
 EXEC_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 
 
+THREADS_PER_CORE = 4  # more threads than 4x the cores only oversubscribes (ORT's spinning threads stall)
+
+
+def max_threads() -> int:
+    """The thread limit of this host: 4x its logical cores."""
+    return THREADS_PER_CORE * (os.cpu_count() or 1)
+
+
 class SessionParams(Strict):
     """Session settings shared by all targets (``target: {name: cpu, threads: 1, ...}``)."""
 
@@ -34,6 +42,18 @@ class SessionParams(Strict):
     provider_options: dict[str, Any] = Field(default_factory=dict)  # passed to the execution provider
     session_config: dict[str, str] = Field(default_factory=dict)  # SessionOptions.add_session_config_entry
 
+    @field_validator("threads", "inter_op_threads")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        limit = max_threads()
+        if value > limit:
+            raise ValueError(
+                f"{value} threads is more than {THREADS_PER_CORE}x this host's {os.cpu_count()} cores "
+                f"({limit}): ONNX Runtime's spinning threads would oversubscribe the CPU and the "
+                "evaluation would crawl for minutes; use 0 (one per physical core) or a count up to the cores"
+            )
+        return value
+
 
 class Target:
     """An ONNX Runtime execution provider with session settings."""
@@ -41,6 +61,24 @@ class Target:
     name: ClassVar[str]
     provider: ClassVar[str]  # e.g. "CPUExecutionProvider"
     Params: ClassVar[type[SessionParams]]
+
+    # provider option names ONNX Runtime documents for this provider; None: not documented, not checked
+    option_names: ClassVar[frozenset[str] | None] = frozenset()  # the CPU provider takes none
+    package: ClassVar[str] = "onnxruntime"  # the PyPI package that ships the provider
+
+    def check_options(self, params: SessionParams, key: str = "target", source: str | None = None) -> None:
+        """Unknown ``provider_options`` are errors by name (ONNX Runtime would ignore them silently)."""
+        if self.option_names is None:
+            return
+        for option in params.provider_options:
+            if option not in self.option_names:
+                what = "takes no provider options" if not self.option_names else "has no such option"
+                raise ConfigError(
+                    f"provider option '{option}': {self.provider} {what} (ONNX Runtime would ignore it)",
+                    key=f"{key}.provider_options.{option}",
+                    source=source,
+                    choices=self.option_names or None,
+                )
 
     def check_available(self, params: SessionParams, key: str = "target.name", source: str | None = None) -> None:
         """Raise ConfigError when this build of ONNX Runtime lacks the provider."""
@@ -50,7 +88,8 @@ class Target:
         if self.provider not in available:
             raise ConfigError(
                 f"execution provider {self.provider} (target '{self.name}') is not installed in this "
-                f"onnxruntime {onnxruntime.__version__}; installed providers: {', '.join(available)}",
+                f"onnxruntime {onnxruntime.__version__}; installed providers: {', '.join(available)}; "
+                f"it ships with {self.package}",
                 key=key,
                 source=source,
             )

@@ -77,6 +77,8 @@ def test_verification_failure_leaves_no_model(tmp_path: Path, stages) -> None:
         "reference": {"num_samples": 32},
     }
     stages.write_params(tmp_path, branchy=model)
+    (tmp_path / "conf").mkdir()  # recipes are code: the project allows this test module's factory
+    (tmp_path / "conf" / "config.yaml").write_text("project:\n  allow_targets: [pipeline, tests]\n")
     assert stages.run(tmp_path, "prepare", "branchy").returncode == 0
     proc = stages.run(tmp_path, "export", "branchy")
     assert proc.returncode == 1
