@@ -52,6 +52,10 @@ def _body(args: argparse.Namespace, log: logging.Logger) -> None:
     params = load_params(args.params)
     spec = model_spec(params, args.model, args.params)
     metrics = prepare_model(spec, args.out, log, name=args.model, source=args.params)
+    if metrics.get("trained"):  # training time and losses were measured here: say where
+        from pipeline.evaluate.environment import host
+
+        metrics["host"] = host()["id"]
     write_json(args.metrics, {"model": args.model, **metrics})
     log.info("prepared %s -> %s", args.model, args.out)
 

@@ -37,6 +37,9 @@ def test_prepare_trains_and_writes_metrics(tmp_path: Path, stages) -> None:
     assert metrics["model"] == "cnn" and metrics["framework"] == "torch" and metrics["trained"] is True
     for key in ("train_loss", "train_top1", "val_loss", "val_top1", "epochs", "seconds"):
         assert metrics[key] is not None, key
+    from pipeline.evaluate.environment import host
+
+    assert metrics["host"] == host()["id"]  # trained here: the training time says where it was measured
     assert (tmp_path / "logs/prepare/cnn.log").exists()
 
 
