@@ -89,3 +89,62 @@ def test_stage_commands_run_with_a_pinned_hash_seed(tmp_path):
         for _ in range(2)
     ]
     assert outs[0][0] == "0" and outs[0] == outs[1]
+
+
+# --- Recipes are code: the stages enforce the project's allowlist on params.yaml itself ---------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+
+from tests.reliability.tiny import env_for, make_project  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stage(root, stage, *args):
+    env = {**env_for(root), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", f"pipeline.stages.{stage}", "--params", "params.yaml", *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_hand_edited_params_file_runs_no_target_outside_the_allowlist(tmp_path):
+    """compose refuses `_target_: os.system`; an edit of params.yaml after compose must not get it run."""
+    root = make_project(tmp_path)
+    assert subprocess.run([sys.executable, "-m", "pipeline.compose"], cwd=root, env={**env_for(root), "PYTHONPATH": str(ROOT)},
+                          capture_output=True).returncode == 0
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["models"]["tiny"]["reference"]["dataset"] = {"_target_": "os.system", "command": "touch pwned"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _stage(root, "prepare", "--model", "tiny", "--out", "artifacts/models/tiny/source",
+                  "--metrics", "metrics/models/tiny.json").returncode == 1
+    proc = _stage(root, "export", "--model", "tiny", "--source", "artifacts/models/tiny/source",
+                  "--out", "artifacts/models/tiny/export")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "models.tiny.reference.dataset._target_" in lines[0] and "'os.system'" in lines[0]
+    assert "valid choices: pipeline" in lines[0]
+    assert not (root / "pwned").exists()
+
+
+def test_stage_checks_names_targets_and_paths_of_its_own_section(tmp_path, monkeypatch):
+    root = make_project(tmp_path)
+    monkeypatch.chdir(root)
+    model = {"framework": "onnx", "path": "/etc/passwd", "watch": "models/tiny.onnx"}
+    with pytest.raises(ConfigError, match=r"models.m.path.*outside the project folder"):
+        runner.model_spec({"models": {"m": model}}, "m")
+    with pytest.raises(ConfigError, match="model name"):
+        runner.model_spec({"models": {"a b": model}}, "a b")
+    build = {"model": "m", "quantization": {"name": "none"}, "target": {"name": "cpu"},
+             "evaluate": {"metrics": [{"_target_": "builtins.exec", "provides": ["x"]}]}}
+    with pytest.raises(ConfigError, match=r"builds.b.evaluate.metrics\[0\]._target_.*'builtins.exec'"):
+        runner.build_spec({"builds": {"b": build}, "models": {"m": model}}, "b")
+
+
+def test_params_with_a_duplicate_key_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("models: {}\nbuilds: {}\nmodels: {}\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:3: duplicate key 'models'"):
+        runner.load_params(tmp_path / "params.yaml")
