@@ -42,7 +42,6 @@ import math
 import os
 import platform
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -259,6 +258,7 @@ def run_point(cfg: Any) -> float:
     from pipeline.evaluate.latency import benchmark_lock
     from pipeline.evaluate.metrics import evaluate_build
     from pipeline.fsutil import write_json
+    from pipeline.project import use_project
     from pipeline.schema import validate_project
     from pipeline.stages.passes import run_passes
     from pipeline.stages.quantize import quantize_build
@@ -266,6 +266,7 @@ def run_point(cfg: Any) -> float:
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
     cwd = Path(hc.runtime.cwd)
+    use_project(cwd)  # a worker on another host or a Ray/Submitit process: the project's own code importable
     choices = {k: v for k, v in OmegaConf.to_container(hc.runtime.choices).items() if not k.startswith("hydra/")}
     model_name = choices.get("model") or "model"
     log = logging.getLogger("onnxbuild.sweep")
@@ -388,17 +389,28 @@ def _config_dir(argv: Sequence[str], cwd: Path) -> tuple[Path, list[str]]:
     return (cwd / "conf" if (cwd / "conf" / "sweep.yaml").is_file() else CONF_DIR), rest
 
 
+def launcher_kind(argv: Sequence[str], conf_dir: Path) -> str | None:
+    """The ``hydra/launcher`` option, resolved through a project file's defaults (``slurm`` ->
+    ``submitit_slurm``, ``ray_cluster`` -> ``ray``) to a plugin's own option; None when not set."""
+    from pipeline.yamlio import load_yaml_file
+
+    name = _arg_value(argv, "hydra/launcher")
+    seen: set[str] = set()
+    while name is not None and name not in LAUNCHER_PACKAGES and name not in seen:
+        seen.add(name)
+        path = conf_dir / "hydra" / "launcher" / f"{name}.yaml"
+        if not path.is_file():
+            break
+        parents = [e for e in (load_yaml_file(path) or {}).get("defaults") or [] if isinstance(e, str) and e != "_self_"]
+        if not parents:
+            break
+        name = parents[0]
+    return name
+
+
 def check_launcher(argv: Sequence[str], conf_dir: Path) -> None:
     """A launcher whose plugin is not installed: one line naming the package and the extra."""
-    name = _arg_value(argv, "hydra/launcher")
-    if name is None:
-        return
-    if name not in LAUNCHER_PACKAGES and (conf_dir / "hydra" / "launcher" / f"{name}.yaml").is_file():
-        from pipeline.yamlio import load_yaml_file
-
-        for entry in (load_yaml_file(conf_dir / "hydra" / "launcher" / f"{name}.yaml") or {}).get("defaults") or []:
-            if isinstance(entry, str) and entry in LAUNCHER_PACKAGES:
-                name = entry
+    name = launcher_kind(argv, conf_dir)
     if name not in LAUNCHER_PACKAGES:
         return
     module, package, extra = LAUNCHER_PACKAGES[name]
@@ -408,9 +420,9 @@ def check_launcher(argv: Sequence[str], conf_dir: Path) -> None:
                           key="hydra/launcher")
 
 
-def check_ray_address(argv: Sequence[str]) -> None:
+def check_ray_address(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
     """A Ray cluster address that does not answer: one line after a short timeout, not a hang."""
-    if _arg_value(argv, "hydra/launcher") != "ray":
+    if launcher_kind(argv, conf_dir) != "ray":
         return
     address = _arg_value(argv, "hydra.launcher.ray.init.address") or os.environ.get("RAY_ADDRESS")
     if not address or address in ("null", "auto", "local"):
@@ -419,15 +431,29 @@ def check_ray_address(argv: Sequence[str]) -> None:
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"'{address}' is not HOST:PORT (or ray://HOST:PORT)", key="hydra.launcher.ray.init.address")
-    try:
-        with socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
-            pass
-    except OSError as exc:
+    why = grpc_answers(host, int(port), RAY_CONNECT_TIMEOUT_S)
+    if why:
         raise ConfigError(
-            f"no Ray cluster answers at {address} within {RAY_CONNECT_TIMEOUT_S:.0f} s ({exc.strerror or exc}): "
+            f"no Ray cluster answers at {address} within {RAY_CONNECT_TIMEOUT_S:.0f} s ({why}): "
             "start one with `ray start --head` or fix the address",
             key="hydra.launcher.ray.init.address",
-        ) from None
+        )
+
+
+def grpc_answers(host: str, port: int, timeout: float) -> str | None:
+    """None when ``host:port`` answers the standard gRPC health check (Ray's GCS does: SERVING);
+    otherwise why not (refused, timed out, not a gRPC server)."""
+    import grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=timeout)
+    except grpc.RpcError as exc:
+        details = (exc.details() or "").strip().splitlines()
+        return f"{exc.code().name.lower()}: {details[0] if details else ''}".rstrip(": ")
+    finally:
+        channel.close()
+    return None
 
 
 def _app(conf_dir: Path) -> Any:
@@ -451,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
         check_launcher(argv, conf_dir)
-        check_ray_address(argv)
+        check_ray_address(argv, conf_dir)
         given = _arg_value(argv, key)
         folder = Path(given) if given else claim_new_dir(cwd / ("sweeps" if multirun else "sweeps/runs"))
         folder = folder if folder.is_absolute() else cwd / folder

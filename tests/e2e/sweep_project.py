@@ -24,6 +24,7 @@ def make_project(dest: Path, framework: bool = False) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(FIXTURE, dest, ignore=ignore)
     shutil.copy2(ROOT / "conf" / "sweep.yaml", dest / "conf" / "sweep.yaml")
+    shutil.copytree(ROOT / "conf" / "hydra", dest / "conf" / "hydra", ignore=ignore)  # launcher examples
     if framework:
         for name in FRAMEWORK:
             src = ROOT / name
@@ -45,10 +46,10 @@ def sweep_cmd(*overrides: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.sweep", "-m", *overrides]
 
 
-def run_sweep(project: Path, *overrides: str, timeout: float = 900) -> Path:
+def run_sweep(project: Path, *overrides: str, timeout: float = 900, extra_env: dict[str, str] | None = None) -> Path:
     """Run a sweep in ``project``; its folder (from the leaderboard line it prints)."""
-    proc = subprocess.run(sweep_cmd(*overrides), cwd=project, env=env(project), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(sweep_cmd(*overrides), cwd=project, env={**env(project), **(extra_env or {})},
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return sweep_dir_of(proc.stdout + proc.stderr)
 
