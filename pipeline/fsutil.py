@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact folder gets the usual mode
     try:
         yield tmp
@@ -36,6 +37,53 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _tmp_prefix(target: Path) -> str:
+    """``.NAME.tmp-PID-``: the pid tells :func:`clean_stale` whether the writer is still alive."""
+    return f".{target.name}.tmp-{os.getpid()}-"
+
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?:(?P<pid>\d+)(?:-|$))?")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours from before a re-exec, or a bug: nothing of ours is in flight yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(target: str | os.PathLike) -> list[Path]:
+    """Remove what a killed writer of ``target`` left beside it (``.NAME.tmp-*``, ``.NAME.old-*``)
+    unless the process that is writing it is still alive; returns what was removed."""
+    target = Path(target)
+    removed: list[Path] = []
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for path in sorted(siblings, key=lambda p: ".old-" not in p.name):  # .old- first
+        m = _LEFTOVER.match(path.name)
+        if m is None or m.group("name") != target.name:
+            continue
+        if m.group("pid") and _alive(int(m.group("pid"))):
+            continue
+        if ".old-" in path.name and not target.exists():
+            os.replace(path, target)  # killed between the two renames: the earlier result comes back
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -47,7 +95,7 @@ def atomic_file(target: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file beside ``target``; rename it over ``target`` only when the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), dir=target.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         with os.fdopen(fd, mode) as fh:

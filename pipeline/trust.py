@@ -10,8 +10,8 @@ inside the project folder or an installed package (``pkg://``) unless the config
       allow_targets: [pipeline, mymodels]   # module prefixes a _target_ may start with
       allow_paths: [/data/models]           # folders outside the project that model files may name
 
-Without a ``project:`` block the defaults are ``pipeline`` plus the project's own top-level
-packages (folders beside ``conf/`` holding an ``__init__.py``). The block is read from the config
+Without a ``project:`` block (or ``allow_targets``) the default is ``pipeline`` plus the project's
+own top-level packages and modules beside ``conf/`` (:func:`pipeline.project.own_packages`). The block is read from the config
 file itself, never from an override or from ``params.yaml``: an override cannot widen it, and the
 stages check a hand-edited ``params.yaml`` against the same file. Checking imports nothing.
 """
@@ -100,15 +100,6 @@ def find_targets(data: Any, key: str) -> Iterator[tuple[str, Any]]:
             yield from find_targets(v, f"{key}[{i}]")
 
 
-def local_packages(root: Path) -> tuple[str, ...]:
-    """The project's own top-level packages: folders in ``root`` with an ``__init__.py``."""
-    try:
-        entries = sorted(root.iterdir())
-    except OSError:
-        return ()
-    return tuple(p.name for p in entries if _IDENT.match(p.name) and (p / "__init__.py").is_file())
-
-
 def project_block(config_file: Path) -> dict[str, Any] | None:
     """The raw ``project:`` block of a config file (None when the file or the block is absent)."""
     from pipeline.yamlio import load_yaml_file
@@ -126,6 +117,7 @@ def project_block(config_file: Path) -> dict[str, Any] | None:
 
 def load_policy(config_file: str | os.PathLike = CONFIG_FILE, root: str | os.PathLike | None = None) -> Policy:
     """The policy of the project whose config is ``config_file`` (root: its ``conf/``'s parent)."""
+    from pipeline.project import own_packages
     from pipeline.schema import ProjectSpec, _validate
 
     config_file = Path(config_file)
@@ -135,7 +127,7 @@ def load_policy(config_file: str | os.PathLike = CONFIG_FILE, root: str | os.Pat
     spec = _validate(ProjectSpec, block or {}, "project", _display(config_file))
     targets = spec.allow_targets
     if targets is None:
-        targets = [*BUILTIN_TARGETS, *(p for p in local_packages(root) if p not in BUILTIN_TARGETS)]
+        targets = [*BUILTIN_TARGETS, *(p for p in own_packages(root) if p not in BUILTIN_TARGETS)]
     paths = tuple(os.path.normpath(os.path.expanduser(p)) for p in spec.allow_paths)
     return Policy(root=root, targets=tuple(targets), paths=paths, config=_display(config_file))
 

@@ -69,3 +69,47 @@ def test_artifact_json_drops_timings(tmp_path):
     write_artifact_json(tmp_path / "a.json", data)
     assert json.loads((tmp_path / "a.json").read_text()) == {"passes": [{"name": "a"}], "nodes": 3}
     assert data["seconds"] == 1.2  # the caller's data is untouched
+
+
+# --- leftovers of killed writers -------------------------------------------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_clean_stale_removes_what_dead_writers_left_and_keeps_live_ones(tmp_path):
+    from pipeline.fsutil import atomic_dir, clean_stale
+
+    target = tmp_path / "export"
+    dead = _dead_pid()
+    (tmp_path / f".export.tmp-{dead}-abc").mkdir()
+    (tmp_path / f".export.tmp-{dead}-abc" / "model.onnx").write_bytes(b"half")
+    (tmp_path / ".export.tmp-xyz123").mkdir()  # the old naming, without a pid: nobody can own it
+    (tmp_path / f".export.json.tmp-{dead}-q").write_text("{")  # a file, and another target's
+    live = tmp_path / f".export.tmp-{os.getppid()}-live"  # a live writer (our parent) keeps its folder
+    live.mkdir()
+    removed = clean_stale(target)
+    assert sorted(p.name for p in removed) == sorted([f".export.tmp-{dead}-abc", ".export.tmp-xyz123"])
+    assert live.exists() and (tmp_path / f".export.json.tmp-{dead}-q").exists()
+    assert clean_stale(tmp_path / "export.json") and not (tmp_path / f".export.json.tmp-{dead}-q").exists()
+    with atomic_dir(target) as tmp:  # new temporaries carry our pid
+        assert tmp.name.startswith(f".export.tmp-{os.getpid()}-")
+
+
+def test_clean_stale_restores_the_earlier_result_when_killed_between_the_renames(tmp_path):
+    from pipeline.fsutil import clean_stale
+
+    old = tmp_path / f".model.old-{_dead_pid()}"
+    old.mkdir()
+    (old / "model.onnx").write_bytes(b"earlier result")
+    (tmp_path / f".model.tmp-{_dead_pid()}-x").mkdir()
+    clean_stale(tmp_path / "model")
+    assert (tmp_path / "model" / "model.onnx").read_bytes() == b"earlier result"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -100,6 +100,57 @@ def _pin_hash_seed() -> None:
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """End this stage when the process that started it (``dvc repro``) dies, so a killed run leaves
+    no stage behind that would rewrite an output after the next run recovered.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, turned into SystemExit so ``atomic_dir`` and
+    ``atomic_file`` remove their temporary copies; elsewhere a daemon thread watches the parent pid."""
+    import signal
+    import threading
+
+    parent = os.getppid()
+    if parent == 1:
+        return  # started by init / a container's entry point: there is no parent to follow
+
+    def _exit(signum, frame):  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before prctl took effect
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def clean_leftovers(args: argparse.Namespace, log: logging.Logger) -> None:
+    """Remove temporary folders and files a killed run of this stage left beside its paths."""
+    from pipeline.fsutil import clean_stale
+
+    for value in vars(args).values():
+        if isinstance(value, str) and value and value != DEFAULT_PARAMS:
+            for path in clean_stale(value):
+                log.info("removed %s, left by a run that was killed", path)
+
+
 def main_for(
     stage: str,
     configure: Callable[[argparse.ArgumentParser], None],
@@ -118,9 +169,12 @@ def main_for(
 
     use_project(Path(args.params).resolve().parent)  # the project's own code (DVC runs stages in the root)
     item = getattr(args, item_arg) if item_arg else None
+    if argv is None:  # a process of its own (not a test calling main_for in-process)
+        die_with_parent()
     logger, log_file = stage_logger(stage, item)
     start = time.perf_counter()
     try:
+        clean_leftovers(args, logger)
         body(args, logger)
     except StageError as exc:
         if exc.log_file is None:

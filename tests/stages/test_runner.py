@@ -148,3 +148,90 @@ def test_params_with_a_duplicate_key_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("models: {}\nbuilds: {}\nmodels: {}\n")
     with pytest.raises(ConfigError, match=r"params.yaml:3: duplicate key 'models'"):
         runner.load_params(tmp_path / "params.yaml")
+
+
+# --- a stage dies with its parent and cleans what a killed run left ----------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+STAGE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from pipeline.fsutil import atomic_dir
+from pipeline.stages import runner
+runner.LOG_ROOT = Path(sys.argv[1]) / "logs"
+
+def configure(parser):
+    parser.add_argument("--out", required=True)
+
+def body(args, log):
+    with atomic_dir(args.out) as tmp:
+        (tmp / "half.bin").write_bytes(b"x")
+        print("writing", flush=True)
+        time.sleep(60)
+
+sys.argv = sys.argv[:1] + sys.argv[2:]
+sys.exit(runner.main_for("demo", configure, body))
+"""
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # reap it if it is our child (it is not: it is the parent's)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def test_a_stage_dies_with_its_parent_and_removes_its_temporary_folder(tmp_path):
+    """A `dvc repro` killed with SIGKILL left its stage running, which rewrote an output later."""
+    script = tmp_path / "stage.py"
+    script.write_text(STAGE_SCRIPT)
+    parent_code = (
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, {str(script)!r}, {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}],"
+        " stdout=subprocess.PIPE, text=True)\n"
+        "print(p.pid, flush=True)\n"
+        "print(p.stdout.readline().strip(), flush=True)\n"
+        "p.wait()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, env=env)
+    child = int(parent.stdout.readline())
+    assert parent.stdout.readline().strip() == "writing"
+    assert list(tmp_path.glob(".out.tmp-*"))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    try:
+        assert _wait_gone(child, 10), "the stage outlived its killed parent"
+    finally:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not list(tmp_path.glob(".out.tmp-*")) and not (tmp_path / "out").exists()
+
+
+def test_a_stage_removes_temporary_folders_a_killed_run_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "LOG_ROOT", tmp_path / "logs")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".model.tmp-{dead.pid}-abc"
+    stale.mkdir()
+    (tmp_path / ".model.tmp-oldstyle").mkdir()
+
+    def configure(parser):
+        parser.add_argument("--out")
+
+    assert runner.main_for("demo", configure, lambda args, log: None, None, ["--out", str(tmp_path / "model")]) == 0
+    assert not stale.exists() and not (tmp_path / ".model.tmp-oldstyle").exists()
+    assert "left by a run that was killed" in (tmp_path / "logs" / "demo" / "demo.log").read_text()
