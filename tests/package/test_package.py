@@ -114,9 +114,9 @@ def test_refusals_name_the_reason(built_project, tmp_path):
 
     with pytest.raises(PackageError, match="already exists: pass --force"):
         package_build("mlp_gated", root=built_project.path, out=tmp_path, allow_failed=True)
-    before = (done.folder / MANIFEST).read_text()
+    before = (done.folder / MANIFEST).read_text(), done.zip.read_bytes()
     package_build("mlp_gated", root=built_project.path, out=tmp_path, allow_failed=True, force=True)
-    assert (done.folder / MANIFEST).read_text() == before  # same inputs, same package
+    assert ((done.folder / MANIFEST).read_text(), done.zip.read_bytes()) == before  # same inputs, same package
 
 
 def test_crashed_and_out_of_date_builds_are_refused(built_project, tmp_path):

@@ -43,6 +43,14 @@ def _ran(proc: subprocess.CompletedProcess) -> set[str]:
     return {line.split("'")[1] for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Running stage '")}
 
 
+def _readme_exp_show() -> list[list[str]]:
+    """The `dvc exp show` recipes of the README's "Reading experiments" (argument lists)."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text().split("**Reading experiments.**", 1)[1].split("**Deployment package.**")[0]
+    return [shlex.split(line) for line in text.splitlines() if line.startswith("dvc exp show ")]
+
+
 def _remeasure_commands() -> list[str]:
     """The dvc commands of the Makefile's remeasure recipe, as make expands them."""
     text = subprocess.run(["make", "-n", "-s", "remeasure"], cwd=ROOT, capture_output=True, text=True,
@@ -100,3 +108,23 @@ def test_plots_label_builds_and_remeasure_reruns_only_evaluate(tmp_path, copy_fi
     text = (repo / "reports" / "summary.md").read_text()
     assert f"All numbers were measured on this host: {host()['id']}." in text
     assert json.loads((repo / "metrics" / "summary" / "mlp_fp32.json").read_text())["host"] == host()["id"]
+
+    # the README's `dvc exp show` recipes print a narrow table: a few columns, nothing cut off
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    _run(repo, "git", "add", "-A")
+    _run(repo, *git, "commit", "-q", "-m", "baseline")
+    _run(repo, sys.executable, "-m", "dvc", "exp", "run", "-n", "two-threads", "-S", "builds.mlp_1thread.target.threads=2")
+    recipes = _readme_exp_show()
+    assert len(recipes) == 2, recipes
+    wide = _run(repo, sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv").stdout.splitlines()[0]
+    assert len(wide.split(",")) > 60  # what the recipes narrow down
+    for argv in recipes:
+        argv = [a.replace("cnn_static_int8", "mlp_1thread") for a in argv]
+        shown = _run(repo, sys.executable, "-m", *argv, "--no-pager", "--csv").stdout.splitlines()
+        header = shown[0].split(",")
+        assert "Experiment" in header and len(header) <= 6, header
+        assert any(h.endswith(":speedup") for h in header)
+        assert "builds.mlp_1thread.target.threads" in header
+        table = subprocess.run([sys.executable, "-m", *argv, "--no-pager"], cwd=repo, capture_output=True, text=True,
+                               env={**os.environ, "COLUMNS": "160", "DVC_NO_ANALYTICS": "1"}).stdout
+        assert "two-threads" in table and "…" not in table, table
