@@ -9,10 +9,11 @@
 An ONNX file or a transformers folder is read at scaffold time: the inputs (names, dtypes, shapes with
 named dynamic axes), the task and the output come from the graph or from the folder's
 ``config.json`` (its architecture names the head), so the result composes and builds without edits.
-A transformers folder becomes a torch model whose factory (:func:`pipeline.models.hf_transformers.from_folder`)
-reads it offline with eager attention and is exported with the TorchScript exporter: the graph
-ONNX Runtime's transformer optimizer fuses (FIELD-NOTES "Measured 2026-11-30"). Its reference and
-calibration data are real sentences tokenized with the folder's ``tokenizer.json`` when it has one.
+A transformers folder becomes a ``framework: transformers`` model (:mod:`pipeline.sources.transformers_source`)
+with what its ``config.json`` implies written out: the factory reads it offline with eager attention and
+the TorchScript exporter writes the graph ONNX Runtime's transformer optimizer fuses (FIELD-NOTES
+"Measured 2026-11-30"); reference and calibration data are real sentences tokenized with the folder's
+``tokenizer.json`` when it has one.
 
 Files are written atomically; ``conf/config.yaml`` gets one line in its defaults list (its comments
 kept); the project is composed afterwards and both files are restored when it does not compose.
@@ -105,10 +106,9 @@ def onnx_inputs(path: Path) -> tuple[list[dict[str, Any]], dict[str, int], list[
 
 
 def transformers_folder(path: str) -> tuple[Path, dict[str, Any]]:
-    from pipeline.models.hf_transformers import model_dir
+    from pipeline.hf_config import read_config
 
-    folder = model_dir(path, key="--path")
-    return folder, json.loads((folder / "config.json").read_text())
+    return read_config(path, key="--path")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,64 +182,49 @@ calibration: null
 """
 
 
-# Architecture suffix -> (head, task, output, fidelity lines)
-_HEADS = {
-    "ForSequenceClassification": ("sequence_classification", "classification", "logits", "{}"),
-    "ForTokenClassification": ("token_classification", "classification", "logits", "{}"),
-}
+def _block(values: dict[str, Any], indent: str) -> str:
+    return "\n".join(f"{indent}{key}: {_yaml_value(value)}" for key, value in values.items())
 
 
 def transformers_head(config: dict[str, Any]) -> tuple[str, str, str, str]:
-    """The head, task, output name and fidelity settings a transformers config implies: a sequence or
-    token classifier keeps its head (logits); anything else is built as its base encoder
-    (``last_hidden_state``, compared as mask-mean-pooled embeddings)."""
-    for arch in config.get("architectures") or []:
-        for suffix, found in _HEADS.items():
-            if arch.endswith(suffix):
-                return found
-    return ("base", "embedding", "last_hidden_state",
-            "{output: last_hidden_state, pooling: mean, mask_input: attention_mask}")
+    """``(head, task, output, fidelity as flow YAML)`` that a transformers config implies
+    (:mod:`pipeline.hf_config`)."""
+    from pipeline.hf_config import head_of, task_of
+
+    head = head_of(config)
+    task, output, fidelity = task_of(head)
+    return head, task, output, _yaml_value(fidelity)
 
 
 def transformers_inputs(config: dict[str, Any]) -> list[dict[str, Any]]:
-    from pipeline.models.hf_transformers import takes_token_type_ids
+    from pipeline.hf_config import derived_inputs
 
-    vocab = int(config.get("vocab_size") or 30522)
-    inputs = [
-        {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"], "range": [0, vocab],
-         "why": "the vocabulary (the export's example inputs; reference data are real text when tokenizer.json exists)"},
-        {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"], "range": [0, 2],
-         "why": "0/1: the traced graph must not assume no padding"},
-    ]
-    if takes_token_type_ids(config):
-        inputs.append({"name": "token_type_ids", "dtype": "int64", "shape": ["batch", "seq"], "range": [0, 0]})
-    return inputs
+    why = {
+        "input_ids": "the vocabulary (the export's example inputs; reference data are real text when tokenizer.json exists)",
+        "attention_mask": "0/1: the traced graph must not assume no padding",
+    }
+    return [{**spec, "why": why.get(spec["name"])} for spec in derived_inputs(config)]
 
 
 def render_transformers(name: str, path: str, root: Path) -> str:
+    from pipeline.hf_config import FACTORY, seq_len, sentences
+
     folder, config = transformers_folder(path)
     head, task, output, fidelity = transformers_head(config)
     inputs = transformers_inputs(config)
-    seq = min(SEQ_LEN, int(config.get("max_position_embeddings") or SEQ_LEN))
-    tokenizer = f"{path.rstrip('/')}/tokenizer.json" if (folder / "tokenizer.json").is_file() else None
+    seq = seq_len(config)
     watch = _watch(path, root, f"conf/model/{name}.yaml")
     arch = ", ".join(config.get("architectures") or [config.get("model_type", "?")])
-    if tokenizer:
+    reference = sentences(path, folder, "test", 256, seq)
+    calibration = sentences(path, folder, "calib", 128, seq)
+    if reference and calibration:
         data = f"""reference:
-  dataset:
-    _target_: pipeline.data.sentences.load   # prose sentences tokenized with the model's tokenizer.json
-    split: test
-    num_samples: 256
-    seq_len: {seq}
-    tokenizer: {tokenizer}
+  dataset:   # prose sentences tokenized with the model's tokenizer.json
+{_block(reference, '    ')}
   num_samples: 256
   seed: 0
 calibration:
-  _target_: pipeline.data.sentences.load
-  split: calib
-  num_samples: 128
-  seq_len: {seq}
-  tokenizer: {tokenizer}"""
+{_block(calibration, '  ')}"""
     else:
         data = """reference:
   dataset: null    # no tokenizer.json in the folder: samples drawn from the input ranges
@@ -248,17 +233,15 @@ calibration:
 calibration: null"""
     return f"""# {name}: a Hugging Face transformers model ({arch}, model_type {config.get('model_type')}) read offline from
 # {path}, written by `onnxbuild new model {name} --framework transformers`.
-# Inputs, dynamic axes (batch, seq) and the head come from its config.json: head '{head}' -> output
-# {output}, task {task}. The factory runs it with eager attention and the TorchScript exporter writes the
-# graph whose attention ONNX Runtime fuses (recipes: passes transformer, or quantization auto).
+# `framework: transformers` reads what a key leaves out (null) from the folder's config.json
+# (pipeline/hf_config.py); the values below are what it read, written out so that you can change them:
+# inputs and dynamic axes (batch, seq), head '{head}' -> output {output}, task {task}. The factory
+# ({FACTORY}) runs the model with eager attention and the TorchScript exporter writes the graph
+# whose attention ONNX Runtime fuses (recipes: passes transformer, or quantization auto).
 # Builds of it:  onnxbuild new recipe {name}_fp32 --model {name}   (then: onnxbuild compose && dvc repro)
-framework: torch
-factory:
-  _target_: pipeline.models.hf_transformers.from_folder
-  path: {path}
-  head: {head}
-  attn_implementation: eager   # fusable attention
-path: null
+framework: transformers
+path: {path}
+factory: null    # from_folder(path, head: {head}, attn_implementation: eager); or your own _target_
 checkpoint: null
 watch: {watch}   # a change to this rebuilds the model (the weights' package pin, or the folder)
 inputs:
@@ -504,7 +487,7 @@ def new_recipe(name: str, model: str, quantization: str = "none", conf: str | Pa
     if (recipe_file.exists() or declared) and not force:
         raise ConfigError(f"recipe '{name}' exists (use --force to replace it)", source=str(recipe_file))
     task = models[model].get("task")
-    fused = models[model].get("export", {}).get("exporter") == "torchscript" and "hf_transformers" in str(
+    fused = models[model].get("framework") == "transformers" or "hf_transformers" in str(
         (models[model].get("factory") or {}).get("_target_"))
     lines = [
         f"# {name}: model {model}, quantization {quantization}, written by `onnxbuild new recipe`.",

@@ -276,7 +276,7 @@ class StreamSpec(Strict):
 
 
 class ModelSpec(Strict):
-    framework: Literal["torch", "keras", "tflite", "onnx"]
+    framework: Literal["torch", "keras", "tflite", "onnx", "transformers"]
     factory: Factory | None = None  # torch / keras: builds the module
     path: str | None = None  # keras: .keras file or SavedModel dir; tflite: .tflite; onnx: .onnx
     checkpoint: str | None = None  # torch: a state dict (loaded with weights_only=True)
@@ -293,9 +293,22 @@ class ModelSpec(Strict):
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
     calibration: Factory | None = None  # default calibration data for static quantization
 
+    @model_validator(mode="before")
+    @classmethod
+    def _transformers(cls, data: Any) -> Any:
+        """``framework: transformers``: what the model file leaves out is read from the folder's config.json."""
+        from pipeline.hf_config import expand
+
+        try:
+            return expand(data)
+        except ConfigError as exc:
+            raise ValueError(f"{exc.key or 'path'}: {exc.reason}") from None
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         fw = self.framework
+        if fw == "transformers" and self.path is None:
+            raise ValueError("a transformers model needs 'path' (its folder, or pkg://package/folder)")
         if fw == "torch" and self.factory is None:
             raise ValueError("a torch model needs 'factory' (a _target_ that builds the nn.Module)")
         if fw == "keras" and self.factory is None and self.path is None:
@@ -308,7 +321,7 @@ class ModelSpec(Strict):
             raise ValueError(f"a {fw} model needs 'inputs' (name, dtype, shape for each input)")
         if self.checkpoint is not None and fw != "torch":
             raise ValueError("'checkpoint' applies to torch models only")
-        if fw == "torch" and self.export.opset is not None:
+        if fw in ("torch", "transformers") and self.export.opset is not None:
             if self.export.exporter == "dynamo" and self.export.opset < 18:
                 raise ValueError("export.opset: the dynamo exporter needs opset 18 or higher")
             if self.export.exporter == "torchscript" and self.export.opset > 20:

@@ -128,8 +128,12 @@ def test_new_transformers_model_reads_the_folder_config(ws):
     new_recipe("mini_auto", "mini", quantization="auto", conf=ws / "conf")
     comp = compose([], ws / "conf")
     spec = comp.data["models"]["mini"]
-    assert spec["factory"] == {"_target_": "pipeline.models.hf_transformers.from_folder", "path": MINILM,
-                               "head": "base", "attn_implementation": "eager"}
+    assert spec["framework"] == "transformers" and spec["path"] == MINILM and spec["factory"] is None
+    from pipeline.schema import validate_model
+
+    factory = validate_model(spec, "models.mini").factory  # derived from the folder when validated
+    assert factory.as_hydra() == {"_target_": "pipeline.models.hf_transformers.from_folder", "path": MINILM,
+                                  "head": "base", "attn_implementation": "eager"}
     assert [i["name"] for i in spec["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
     assert spec["inputs"][0]["range"] == [0, 30522] and spec["export"]["dims"] == {"batch": 1, "seq": 128}
     assert spec["task"] == "embedding" and spec["outputs"] == ["last_hidden_state"]
@@ -170,10 +174,13 @@ def test_a_classifier_folder_keeps_its_head_and_builds_without_token_types(ws):
     assert [i["name"] for i in spec["inputs"]] == ["input_ids", "attention_mask"]
     assert spec["task"] == "classification" and spec["outputs"] == ["logits"]
     assert spec["export"]["dims"]["seq"] == 32 and spec["reference"]["dataset"] is None
-    assert spec["factory"]["path"] == "hf/clf" and spec["watch"] == "hf/clf"
+    assert spec["path"] == "hf/clf" and spec["watch"] == "hf/clf"
     from pipeline.models.hf_transformers import from_folder
+    from pipeline.schema import validate_model
 
-    module = from_folder(spec["factory"]["path"], head=spec["factory"]["head"])
+    factory = validate_model(spec, "models.clf").factory.kwargs
+    assert factory["head"] == "sequence_classification"
+    module = from_folder(factory["path"], head=factory["head"])
     ids = torch.tensor([[1, 5, 7, 0]])
     assert module(input_ids=ids, attention_mask=(ids != 0).long()).shape == (1, 3)
     assert json.loads((folder / "config.json").read_text())["architectures"] == [

@@ -33,38 +33,10 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.models import packaged
+
+from pipeline.hf_config import CONFIG_FILE, HEADS, model_dir, takes_token_type_ids  # noqa: F401
 
 ATTENTION = ("eager", "sdpa")
-CONFIG_FILE = "config.json"
-# head -> (transformers Auto class, output attribute)
-HEADS = {
-    "base": ("AutoModel", "last_hidden_state"),
-    "sequence_classification": ("AutoModelForSequenceClassification", "logits"),
-    "token_classification": ("AutoModelForTokenClassification", "logits"),
-}
-# model types whose forward takes no token_type_ids (or that have a single token type)
-_NO_TOKEN_TYPES = ("distilbert", "roberta", "xlm-roberta", "camembert", "bart", "gpt2", "t5", "deberta-v2")
-
-
-def takes_token_type_ids(config: dict) -> bool:
-    """Whether a model with this ``config.json`` takes ``token_type_ids`` as an input."""
-    if config.get("model_type") in _NO_TOKEN_TYPES:
-        return False
-    return int(config.get("type_vocab_size") or 0) > 1
-
-
-def model_dir(path: str, key: str = "factory.path") -> Path:
-    """The model folder ``path`` names: ``pkg://<package>/<folder>`` inside an installed package, or
-    a plain folder. It must hold ``config.json``."""
-    if packaged.is_packaged(path):
-        package, rel = packaged.split(path, key)
-        folder = packaged.package_dir(package, key).joinpath(*rel.parts)
-    else:
-        folder = Path(path).expanduser()
-    if not (folder / CONFIG_FILE).is_file():
-        raise ConfigError(f"'{path}' ({folder}) is not a transformers model folder: no {CONFIG_FILE}", key=key)
-    return folder
 
 
 def _offline() -> None:
@@ -107,7 +79,7 @@ def from_folder(path: str, head: str = "base", attn_implementation: str = "eager
         raise ConfigError(
             f"unknown attn_implementation '{attn_implementation}'", key="factory.attn_implementation", choices=ATTENTION
         )
-    folder = model_dir(path)
+    folder = model_dir(path, key="factory.path")
     _offline()
     import transformers
     from transformers.utils import logging as hf_logging

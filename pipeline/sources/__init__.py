@@ -16,6 +16,7 @@ SOURCES: Registry[str] = Registry(
         "keras": "pipeline.sources.keras_source",
         "tflite": "pipeline.sources.tflite_source",
         "onnx": "pipeline.sources.onnx_source",
+        "transformers": "pipeline.sources.transformers_source",  # a model folder; built by the torch source
     },
 )
 
