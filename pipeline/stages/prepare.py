@@ -3,8 +3,9 @@
     python -m pipeline.stages.prepare --model M --out artifacts/models/M/source --metrics metrics/models/M.json
 
 Writes the source artifact directory atomically (torch: ``model.pt``) and the training metrics JSON
-(``{trained: false}`` when nothing was trained). Framework imports happen only inside the source
-module chosen by ``models.M.framework``.
+(``{trained: false}`` when nothing was trained) without wall-clock fields: those (``seconds``) go
+to ``logs/prepare/<model>.timings.json``, so retraining to the same model leaves dvc.lock unchanged.
+Framework imports happen only inside the source module chosen by ``models.M.framework``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _body(args: argparse.Namespace, log: logging.Logger) -> None:
-    from pipeline.fsutil import write_json
+    from pipeline.fsutil import without_timings, write_json
 
     params = load_params(args.params)
     spec = model_spec(params, args.model, args.params)
@@ -56,8 +57,20 @@ def _body(args: argparse.Namespace, log: logging.Logger) -> None:
         from pipeline.evaluate.environment import host
 
         metrics["host"] = host()["id"]
-    write_json(args.metrics, {"model": args.model, **metrics})
+    # The metrics file is a DVC output (its hash is in dvc.lock): wall-clock fields would change the
+    # lock on every retrain of a byte-identical model. They go to an unversioned file beside the log.
+    record = {"model": args.model, **metrics}
+    write_json(args.metrics, without_timings(record))
+    if record != without_timings(record):
+        write_json(timings_file(args.model), record)
     log.info("prepared %s -> %s", args.model, args.out)
+
+
+def timings_file(model: str) -> Path:
+    """``logs/prepare/<model>.timings.json``: the training metrics with their timings (not versioned)."""
+    from pipeline.stages.runner import LOG_ROOT
+
+    return LOG_ROOT / STAGE / f"{model}.timings.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
