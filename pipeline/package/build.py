@@ -28,7 +28,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.package.manifest import MANIFEST, package_files, write_manifest
-from pipeline.package.readiness import Layout, refusal, stale
+from pipeline.package.readiness import Layout, read_metrics, refusal, stale
 
 INFER = Path(__file__).resolve().parent / "infer.py"
 MODEL_DIR = "model"
@@ -158,6 +158,11 @@ def package_build(
         raise PackageError(f"build '{build}' {reason}: not packaged (--allow-failed packages it anyway)")
     if reason:
         log.warning("packaging build '%s' although it %s (--allow-failed)", build, reason)
+    from pipeline.onnx_utils import model_path
+
+    if not model_path(layout.artifact).is_file():  # --allow-failed cannot make a model appear
+        raise PackageError(f"build '{build}' has no model to package: {model_path(layout.artifact)} does not exist "
+                           f"(run `dvc repro evaluate@{build}`)")
 
     out_dir = Path(out) if out is not None else root / DEFAULT_OUT
     folder, zip_path = out_dir / build, out_dir / f"{build}.zip"
@@ -165,7 +170,7 @@ def package_build(
         existing = folder if folder.exists() else zip_path
         raise PackageError(f"{existing} already exists: pass --force to replace it")
 
-    metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
+    metrics = read_metrics(layout.metrics) or {}
     target = get_target(spec.target.name, key=f"builds.{build}.target.name", source=str(params_path))
     target.check_available(spec.target.params, key=f"builds.{build}.target.name", source=str(params_path))
 

@@ -43,7 +43,7 @@ class Layout:
         return self.root / "metrics" / "builds" / f"{self.build}.json"
 
 
-def _read_metrics(path: Path) -> dict[str, Any] | None:
+def read_metrics(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -128,7 +128,7 @@ def refusal(layout: Layout) -> str | None:
         return reason
     if not model_path(layout.artifact).is_file():
         return f"was not built: {layout.artifact} holds no model (run `dvc repro evaluate@{layout.build}`)"
-    metrics = _read_metrics(layout.metrics)
+    metrics = read_metrics(layout.metrics)
     if metrics is None:
         return f"was not evaluated: no metrics file {layout.metrics} (run `dvc repro evaluate@{layout.build}`)"
     failures = (metrics.get("gates") or {}).get("failures") or []
@@ -140,4 +140,4 @@ def refusal(layout: Layout) -> str | None:
     return None
 
 
-__all__ = ["Layout", "crashed", "refusal", "stale"]
+__all__ = ["Layout", "crashed", "read_metrics", "refusal", "stale"]

@@ -106,6 +106,8 @@ def test_refusals_name_the_reason(built_project, tmp_path):
     with pytest.raises(PackageError, match=r"build 'mlp_unbuilt' was not built: .*dvc repro evaluate@mlp_unbuilt"):
         package_build("mlp_unbuilt", root=built_project.path, out=tmp_path)
     assert not (tmp_path / "mlp_gated").exists() and not (tmp_path / "mlp_gated.zip").exists()
+    with pytest.raises(PackageError, match=r"build 'mlp_unbuilt' has no model to package: .*model.onnx does not exist"):
+        package_build("mlp_unbuilt", root=built_project.path, out=tmp_path, allow_failed=True)
 
     done = package_build("mlp_gated", root=built_project.path, out=tmp_path, allow_failed=True)
     info = json.loads((done.folder / "package.json").read_text())
