@@ -22,7 +22,6 @@ An existing name is refused unless ``force``.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any

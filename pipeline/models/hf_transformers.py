@@ -27,7 +27,6 @@ Like the other torch factories, this module imports torch; transformers is impor
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
