@@ -71,7 +71,8 @@ def host_lines(metrics: Mapping[str, Mapping[str, Any]], here: str | None = None
     total = len(metrics)
     for h, names in other.items():
         which = "every build" if len(names) == total else f"{len(names)} of {total} builds ({', '.join(names)})"
-        lines.append(f"Latency and fidelity of {which} were measured on host {h}, not on this host ({here}).")
+        where = h if h.startswith(UNRECORDED) else f"host {h}"
+        lines.append(f"Latency and fidelity of {which} were measured on {where}, not on this host ({here}).")
     remeasured = [n for n in metrics if n not in {b for names in other.values() for b in names}]
     if remeasured:
         lines.append(f"Measured here: {', '.join(sorted(remeasured))}.")

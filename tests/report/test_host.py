@@ -35,7 +35,8 @@ def test_mixed_hosts_and_unrecorded_files(make_metrics):
     metrics = {"a": _on(make_metrics("a", "none", 1.0, 1.0), HERE), "old": old}
     assert hosts_of(metrics) == {HERE: ["a"], "an unrecorded host (Test CPU, 2 cores)": ["old"]}
     lines = host_lines(metrics, here=HERE)
-    assert lines[0].startswith("Latency and fidelity of 1 of 2 builds (old) were measured on host an unrecorded host")
+    assert lines[0] == ("Latency and fidelity of 1 of 2 builds (old) were measured on an unrecorded host "
+                        f"(Test CPU, 2 cores), not on this host ({HERE}).")
     assert "Measured here: a." in lines
 
 
