@@ -107,6 +107,50 @@ def test_fused_model_quantizes_dynamically_and_loads(eager_bert, run_pass, tmp_p
     assert cos.min() > 0.95
 
 
+def _session_ops(path: Path, tmp_path: Path, config: dict[str, str]) -> set[str]:
+    """Op types of the graph ONNX Runtime runs (level all, with these session config entries)."""
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / f"session{len(config)}.onnx")
+    for key, value in config.items():
+        so.add_session_config_entry(key, value)
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+
+
+def test_lean_fusions_quantize_and_the_session_can_keep_layer_norm_unfused(eager_bert, run_pass, tmp_path):
+    """minilm_auto's transformer variant: Attention fused (QAttention once quantized), LayerNormalization +
+    Add and Gelu left alone; its target keeps ONNX Runtime from fusing SkipLayerNormalization at load."""
+    from pipeline.quantization.base import QuantContext
+    from pipeline.quantization.dynamic import DynamicInt8
+
+    lean, rec = run_pass(
+        "transformer_optimize", eager_bert, options={"enable_skip_layer_norm": False, "enable_bias_gelu": False}
+    )
+    ops = {n.op_type for n in onnx.load(str(lean)).graph.node}
+    assert rec["info"]["attention_fused"] == LAYERS
+    assert "LayerNormalization" in ops and not {"SkipLayerNormalization", "BiasGelu"} & ops
+    dst = tmp_path / "q" / "model.onnx"
+    dst.parent.mkdir()
+    DynamicInt8().run(
+        lean, dst, DynamicInt8.Params(), QuantContext(model_spec=None, log=logging.getLogger("t"), work_dir=tmp_path)
+    )
+    assert "QAttention" in {n.op_type for n in onnx.load(str(dst)).graph.node}
+    # at level all the session fuses Add + LayerNormalization itself, unless told not to
+    tuned = {"optimization.disable_specified_optimizers": "SkipLayerNormFusion", "session.set_denormal_as_zero": "1"}
+    fixed = tmp_path / "fixed.onnx"  # static shapes, as ORT's fusion needs them (batch may stay symbolic)
+    model = onnx.load(str(dst))
+    for value in model.graph.input:
+        value.type.tensor_type.shape.dim[1].dim_value = SEQ
+    onnx.save(model, str(fixed))
+    assert "SkipLayerNormalization" in _session_ops(fixed, tmp_path, {})
+    kept = _session_ops(fixed, tmp_path, tuned)
+    assert "SkipLayerNormalization" not in kept and "LayerNormalization" in kept
+    x = feeds()
+    a, b = run(dst, x), run(lean, x)
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert cos.min() > 0.95
+
+
 def test_sdpa_export_does_not_fuse_attention_and_says_why(sdpa_bert, run_pass, caplog):
     with caplog.at_level(logging.WARNING):
         out, rec = run_pass("transformer_optimize", sdpa_bert)
