@@ -53,16 +53,15 @@ def _body(args: argparse.Namespace, log: logging.Logger) -> None:
     params = load_params(args.params)
     spec = model_spec(params, args.model, args.params)
     metrics = prepare_model(spec, args.out, log, name=args.model, source=args.params)
-    if metrics.get("trained"):  # training time and losses were measured here: say where
-        from pipeline.evaluate.environment import host
-
-        metrics["host"] = host()["id"]
     # The metrics file is a DVC output (its hash is in dvc.lock): wall-clock fields would change the
     # lock on every retrain of a byte-identical model. They go to an unversioned file beside the log.
     record = {"model": args.model, **metrics}
     write_json(args.metrics, without_timings(record))
     if record != without_timings(record):
-        write_json(timings_file(args.model), record)
+        # timings are measured on this machine: they say which (the metrics file stays machine-independent)
+        from pipeline.evaluate.environment import host
+
+        write_json(timings_file(args.model), {**record, "host": host()["id"]})
     log.info("prepared %s -> %s", args.model, args.out)
 
 
