@@ -2,7 +2,7 @@
 
 Only points whose gates passed are ranked; points that failed or missed a gate are listed apart,
 with the reason, and are never recommended. Ranking is by p50 latency, and honest about noise: a
-point whose p50 is within the measurement noise of the point ranked above it shares that rank (the
+point whose p50 is within the measurement noise of the first point of the rank above shares that rank (the
 noise of a point is the relative half-width of its speedup interval, from the reference and build
 timed in alternating blocks in the same job; two points tie when their p50 ratio is inside the wider
 of their two). Latencies from different hosts are never compared: every host gets its own ranking.
@@ -111,20 +111,20 @@ def within_noise(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def rank(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Gate-passing points with a latency, per host, sorted by p50 and numbered (competition ranking:
-    a point within noise of the one whose rank it would follow shares that rank, ``tie`` True); then
+    a point within noise of the first point of the rank above shares that rank, ``tie`` True); then
     every other point (failed, gates missed, no latency), unranked, in job order."""
     ranked: list[dict[str, Any]] = []
     for host in sorted({p["host"] for p in points if p["ok"] and p["p50_ms"] is not None}):
         here = sorted((p for p in points if p["ok"] and p["p50_ms"] is not None and p["host"] == host),
                       key=lambda p: (p["p50_ms"], str(p["job"])))
+        leader: dict[str, Any] | None = None  # the first point of the current rank
         for i, p in enumerate(here):
             p["noise"] = noise(p)
-            prev = here[i - 1] if i else None
-            if prev is not None and within_noise(prev, p):
-                p["rank"], p["tie"] = prev["rank"], True
-                prev["tie"] = True
+            if leader is not None and within_noise(leader, p):
+                p["rank"], p["tie"] = leader["rank"], True
+                leader["tie"] = True
             else:
-                p["rank"], p["tie"] = i + 1, False
+                p["rank"], p["tie"], leader = i + 1, False, p
         ranked += here
     rest = [p for p in points if p not in ranked]
     for p in rest:

@@ -196,3 +196,10 @@ def test_promote_refuses_failed_and_gate_failed_points(tmp_path):
     with pytest.raises(ConfigError, match="failed: quantize stage failed: boom"):
         check_point(tmp_path / "1", allow_failed=False)
     assert check_point(tmp_path / "0", allow_failed=True) == ["promoted although it missed its gates: min_cosine 0.98 < 0.99"]
+
+
+def test_ties_are_judged_against_the_first_point_of_a_rank_not_chained(tmp_path):
+    for job, p50 in enumerate((1.0, 1.08, 1.16)):  # each within 10 % of the previous, the last not of the first
+        _point(tmp_path / str(job), job, [f"quantization=q{job}"], p50, interval=(0.9, 1.1))
+    ranked = leaderboard.rank(leaderboard.load_points(tmp_path))
+    assert [(p["job"], p["rank"], p["tie"]) for p in ranked] == [(0, 1, True), (1, 1, True), (2, 3, False)]
