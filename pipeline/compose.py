@@ -154,10 +154,13 @@ def _parse(overrides: Sequence[str]):
     parsed = []
     for text in overrides:
         try:
-            parsed.append(parser.parse_override(text))
+            override = parser.parse_override(text)
         except (OverrideParseException, HydraException) as exc:
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"cannot parse override '{text}': {first}") from None
+        if not override.key_or_group or any(not part for part in override.key_or_group.split(".")):
+            raise ConfigError(f"cannot parse override '{text}': expected KEY=VALUE with a dotted key like builds.NAME.target.threads")
+        parsed.append(override)
     return parsed
 
 
@@ -222,11 +225,15 @@ def _compose_or_raise(conf_dir: Path, config_name: str, overrides: Sequence[str]
 
     try:
         return _split_hydra(_hydra_compose(conf_dir, config_name, overrides))[0]
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError, KeyError, AttributeError, AssertionError) as exc:
+        # Hydra raises plain ValueError / TypeError / AssertionError for some malformed overrides ('=1', '+=')
         raise _explain(exc, conf_dir, config_name, overrides) from None
 
 
 def _explain(exc: BaseException, conf_dir: Path, config_name: str, overrides: Sequence[str]) -> ConfigError:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     text = str(exc)
     cause = exc.__cause__
     while cause is not None:
@@ -281,6 +288,8 @@ def _explain(exc: BaseException, conf_dir: Path, config_name: str, overrides: Se
         choices = _keys_at(conf_dir, config_name, overrides, culprit, key.rsplit(".", 1)[0] if "." in key else "")
         return ConfigError(f"override '{culprit}': no key or group '{key}' to override", choices=choices)
 
+    if not isinstance(exc, (HydraException, OmegaConfBaseException)) and overrides:
+        return ConfigError(f"cannot apply the overrides {' '.join(map(repr, overrides))}: {first}")
     return ConfigError(f"cannot compose {_display(Path(conf_dir))}: {first}")
 
 
@@ -333,7 +342,7 @@ def compose(
 
     try:
         cfg, choices = _split_hydra(_hydra_compose(conf_dir, config_name, expanded))
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError, KeyError, AttributeError, AssertionError) as exc:
         raise _explain(exc, conf_dir, config_name, expanded) from None
     data = OmegaConf.to_container(cfg, resolve=True)
     comp = Composition(

@@ -15,7 +15,6 @@ from pipeline.compose import compose, main, write_params
 from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 
 @pytest.fixture(autouse=True)
@@ -25,13 +24,11 @@ def _clean_hydra():
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    shutil.copytree(CONF, tmp_path / "conf")
-    shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    for watched in ("pipeline/models", "requirements"):  # the models' `watch` paths must exist
-        shutil.copytree(ROOT / watched, tmp_path / watched)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def ws(fixture_project, monkeypatch):
+    """The fixture project (never the user's conf/) with the framework's dvc.yaml."""
+    shutil.copy2(ROOT / "dvc.yaml", fixture_project / "dvc.yaml")
+    monkeypatch.chdir(fixture_project)
+    return fixture_project
 
 
 def test_composing_twice_is_byte_identical(ws):

@@ -76,6 +76,28 @@ defaults:
         "defaults:\n  - /build@_here_: default\n  - override /quantization@quantization: dynamic_int8\n"
         "  - _self_\n\nmodel: tiny\nevaluate:\n  gates: {min_cosine: null}\n"
     ),
+    "sweep.yaml": """\
+defaults:
+  - model: tiny
+  - passes: default
+  - quantization: none
+  - target: cpu
+  - evaluate: default
+  - _self_
+cache_dir: ${hydra:runtime.cwd}/.onnxbuild-cache
+objective:
+  metric: latency_ms.p50
+  direction: minimize
+hydra:
+  sweep:
+    dir: sweeps/${now:%Y-%m-%d}/${now:%H-%M-%S}
+    subdir: ${hydra.job.num}
+  job:
+    chdir: false
+  callbacks:
+    leaderboard:
+      _target_: pipeline.leaderboard.LeaderboardCallback
+""",
     "experiment/one_thread.yaml": "# @package _global_\nbuilds:\n  tiny_fp32:\n    target: {threads: 1}\n",
 }
 
