@@ -82,3 +82,39 @@ def test_search_loop_never_picks_an_infeasible_point_and_does_not_rebuild_repeat
     assert len(res["trials"]) == 8 and len(launched) == len(set(launched)) <= 3
     assert res["best"]["overrides"] == ["q=mid_ok"] and res["best"]["constraint"] == 0
     assert json.loads((tmp_path / search.RESULTS).read_text())["best"]["value"] == 2.0
+
+
+def test_the_shipped_search_spaces_compose_and_validate_on_the_framework_groups(fixture_conf):
+    """Every conf/hparams_search/*.yaml, in the fixture project (same config groups): each candidate
+    value composes and passes the schema."""
+    import shutil
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from pipeline.schema import validate_project
+    from pipeline.sweep import point_project
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy2(root / "conf" / "sweep.yaml", fixture_conf / "sweep.yaml")
+    shutil.copytree(root / "conf" / "hparams_search", fixture_conf / "hparams_search")
+    files = sorted((fixture_conf / "hparams_search").glob("*.yaml"))
+    assert files
+    try:
+        with initialize_config_dir(str(fixture_conf), version_base=None):
+            for path in files:
+                args = [f"hparams_search={path.stem}"]
+                cfg = compose("sweep", overrides=args, return_hydra_config=True)
+                assert cfg.hydra.sweeper._target_.endswith("OnnxbuildOptuna")
+                space = search.parse_space(OmegaConf.to_container(cfg.hydra.sweeper.params), str(path))
+
+                def check(c):
+                    plain = OmegaConf.masked_copy(c, [k for k in c if k != "hydra"])
+                    validate_project(point_project(plain, c.hydra.runtime.choices.model))
+
+                search.validate_space(space, args, lambda o: compose("sweep", overrides=o, return_hydra_config=True),
+                                      check, str(path))
+    finally:
+        GlobalHydra.instance().clear()
