@@ -118,3 +118,16 @@ def test_project_block_is_validated(tmp_path):
     cfg.write_text("project:\n  allow_targets: [pipeline, mypkg]\n  allow_paths: [/srv/models]\n")
     policy = load_policy(cfg)
     assert policy.targets == ("pipeline", "mypkg") and policy.paths == (str(Path("/srv/models")),)
+
+
+def test_a_packaged_model_path_locates_its_package_without_running_it(evilpkg, tmp_path):
+    """``pkg://evilpkg.data/model.onnx`` used find_spec('evilpkg.data'), which ran evilpkg/__init__.py."""
+    from pipeline.models.packaged import package_dir
+
+    (tmp_path / "evilpkg" / "data").mkdir()
+    (tmp_path / "evilpkg" / "data" / "__init__.py").write_text("")
+    assert package_dir("evilpkg.data") == tmp_path / "evilpkg" / "data"
+    assert not evilpkg.exists()
+    with pytest.raises(ConfigError, match="not installed"):
+        package_dir("evilpkg.nothing")
+    assert not evilpkg.exists()

@@ -5,7 +5,8 @@ depend on where the virtual environment lives::
 
     path: pkg://onnx/backend/test/data/light/light_squeezenet.onnx
 
-The package is located with :func:`importlib.util.find_spec` (it is not imported), and the file
+The package is located with :func:`pipeline.trust.locate_module` (neither it nor its parent
+packages are imported), and the file
 must lie inside the package's folder. Plain paths pass through unchanged. Nothing here imports a
 framework.
 """
@@ -13,7 +14,6 @@ framework.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import re
 from pathlib import Path, PurePosixPath
 
@@ -43,10 +43,10 @@ def split(path: str, key: str = "path") -> tuple[str, PurePosixPath]:
 
 def package_dir(package: str, key: str = "path") -> Path:
     """The folder of an installed package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError) as exc:
-        raise ConfigError(f"cannot locate package '{package}': {exc}", key=key) from None
+    from pipeline.trust import locate_module
+
+    # not importlib.util.find_spec: for 'a.b' it imports (runs) package 'a'
+    spec = locate_module(package)
     if spec is None:
         raise ConfigError(f"package '{package}' is not installed", key=key)
     locations = list(spec.submodule_search_locations or [])
