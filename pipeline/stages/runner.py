@@ -51,10 +51,10 @@ def model_spec(params: dict[str, Any], name: str, source: str = DEFAULT_PARAMS):
 
 
 def build_spec(params: dict[str, Any], name: str, source: str = DEFAULT_PARAMS):
-    """The validated build and the validated model it refers to."""
-    from pipeline.schema import validate_build
-
-    from pipeline.schema import check_name
+    """The validated build and the validated model it refers to. A target whose execution provider
+    this onnxruntime lacks fails here, in the first stage of the build (passes), not after quantization."""
+    from pipeline.schema import check_name, validate_build
+    from pipeline.targets import TARGETS
     from pipeline.trust import stage_policy
 
     builds = params.get("builds") or {}
@@ -63,7 +63,9 @@ def build_spec(params: dict[str, Any], name: str, source: str = DEFAULT_PARAMS):
     check_name(name, "builds")
     stage_policy().check(builds[name], f"builds.{name}", source)
     build = validate_build(builds[name], f"builds.{name}", source)
-    return build, model_spec(params, build.model, source)
+    model = model_spec(params, build.model, source)
+    TARGETS[build.target.name]().check_available(build.target.params, f"builds.{name}.target.name", source)
+    return build, model
 
 
 def stage_logger(stage: str, item: str | None) -> tuple[logging.Logger, Path]:

@@ -235,3 +235,16 @@ def test_a_stage_removes_temporary_folders_a_killed_run_left(tmp_path, monkeypat
     assert runner.main_for("demo", configure, lambda args, log: None, None, ["--out", str(tmp_path / "model")]) == 0
     assert not stale.exists() and not (tmp_path / ".model.tmp-oldstyle").exists()
     assert "left by a run that was killed" in (tmp_path / "logs" / "demo" / "demo.log").read_text()
+
+
+def test_an_unavailable_execution_provider_fails_the_builds_first_stage(tmp_path, monkeypatch):
+    """`dvc exp run -S builds.X.target.name=cuda` skips compose's check: the passes stage (the build's
+    first) names the installed providers and the package, before passes and quantization run."""
+    root = make_project(tmp_path)
+    monkeypatch.chdir(root)
+    model = {"framework": "onnx", "path": "models/tiny.onnx", "watch": "models/tiny.onnx"}
+    build = {"model": "m", "quantization": {"name": "none"}, "target": {"name": "cuda"}}
+    with pytest.raises(ConfigError) as info:
+        runner.build_spec({"builds": {"b": build}, "models": {"m": model}}, "b")
+    assert "builds.b.target.name" in str(info.value) and "installed providers: " in str(info.value)
+    assert "onnxruntime-gpu" in str(info.value)
