@@ -160,3 +160,48 @@ def test_custom_metric_names_cannot_shadow_built_in_ones():
     with pytest.raises(ValueError, match=r"built-in metric names: a gate on them would read the built-in figure"):
         MetricSpec.model_validate({"_target_": "pipeline.data.digits.load", "provides": ["iou_min", "cer"]})
     assert MetricSpec.model_validate({"_target_": "pipeline.data.digits.load", "provides": ["cer"]}).provides == ["cer"]
+
+
+@pytest.mark.parametrize("name", [".", "..", "a b", "a/b", "é", "", "x\ny", "a:b"])
+def test_build_and_model_names_are_folder_safe(name):
+    data = project()
+    data["builds"] = {name: data["builds"]["b"]}
+    e = err(validate_project, data)
+    assert "build name" in str(e) and "letters, digits" in str(e)
+    data = project()
+    data["models"] = {name: data["models"]["m"]}
+    assert "model name" in str(err(validate_project, data))
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"evaluate": {"runs": 10**23}}, "builds.b.evaluate.runs"),
+        ({"evaluate": {"runs": 1e23}}, "builds.b.evaluate.runs"),
+        ({"evaluate": {"warmup": 10**6}}, "builds.b.evaluate.warmup"),
+        ({"evaluate": {"batch_size": 10**6}}, "builds.b.evaluate.batch_size"),
+        ({"evaluate": {"gates": {"min_cosine": float("nan")}}}, "builds.b.evaluate.gates.min_cosine"),
+        ({"evaluate": {"gates": {"max_p50_ms": float("inf")}}}, "builds.b.evaluate.gates.max_p50_ms"),
+        ({"evaluate": {"gates": {"min": {"cosine_min": float("nan")}}}}, "builds.b.evaluate.gates.min.cosine_min"),
+        ({"evaluate": {"fidelity_samples": 300}}, "builds.b.evaluate.fidelity_samples"),  # the model holds 256
+        ({"target": {"name": "cpu", "threads": 10**5}}, "builds.b.target.threads"),
+        ({"target": {"name": "cpu", "provider_options": {"device_id": 0}}}, "builds.b.target.provider_options.device_id"),
+    ],
+)
+def test_unbounded_non_finite_and_clipped_values_are_errors(changes, key):
+    e = err(validate_project, project(**changes))
+    assert e.key == key, str(e)
+
+
+def test_export_dims_are_at_least_one():
+    data = project()
+    data["models"]["m"] = {**MODEL, "export": {"dims": {"batch": 0}}}
+    assert err(validate_project, data).key == "models.m.export.dims.batch"
+
+
+def test_project_block_is_part_of_the_schema():
+    data = project()
+    data["project"] = {"allow_targets": ["pipeline"], "allow_paths": []}
+    assert validate_project(data).project.allow_targets == ["pipeline"]
+    data["project"] = {"allow": ["x"]}
+    assert err(validate_project, data).key == "project.allow"
