@@ -88,7 +88,7 @@ def test_repro_noop_targeted_reruns_stale_check_and_failures(small_repo):
     # atomically only on success, so the earlier source, its metrics and the downstream artifacts stay
     source = repo.path / "artifacts" / "models" / "digits_cnn" / "source" / "model.pt"
     before = source.read_bytes()
-    repo.onnxbuild("compose", "target.threads=2", "models.digits_cnn.checkpoint=/nonexistent/ckpt.pt")
+    repo.onnxbuild("compose", "target.threads=2", "models.digits_cnn.checkpoint=checkpoints/missing.pt")
     broken = repo.dvc("repro", check=False)
     assert broken.returncode != 0
     assert "models.digits_cnn.checkpoint" in broken.stderr + broken.stdout
