@@ -1,15 +1,17 @@
 """DVC-side speed, side by side in one run (a benchmark, not a test; numbers vary with host load):
 
-1. a no-op ``dvc repro`` of the default project against a no-op ``dvc repro`` of a trivial DVC
-   project with the same number of stages (aim: at most 1.3x);
+1. a no-op ``dvc repro`` of a project of ``--builds`` builds (15: the size of the default project)
+   against a no-op ``dvc repro`` of a trivial DVC project with the same number of stages (aim: at most 1.3x);
 2. the time to compose 50 builds with ``onnxbuild compose`` (aim: under 3 s);
 3. after a target-only change, the stages DVC would rerun (aim: only quantize@* and evaluate@*).
 
-The default project is never built here: every stage's outputs are stand-ins recorded with
+The project is the framework tests' fixture project (tests/fixtures/project: two models, builds of
+its recipes added to reach ``--builds``), so the benchmark measures the framework whatever the user's
+conf/ holds. It is never built here: every stage's outputs are stand-ins recorded with
 ``dvc commit -f`` in a temporary copy, so the no-op is measured on the real stage graph
 (templated foreach stages, params lists, code deps) without minutes of building.
 
-    python benchmarks/bench_dvc.py [--repeat 5]
+    python benchmarks/bench_dvc.py [--repeat 5] [--builds 15]
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("conf", "pipeline", "dvc.yaml", ".dvcignore", "requirements")
+FIXTURE_PROJECT = ROOT / "tests" / "fixtures" / "project"
+FRAMEWORK_FILES = ("pipeline", "dvc.yaml", ".dvcignore", "requirements")
+RECIPES = ("cnn_fp32", "cnn_dynamic_int8", "cnn_static_int8", "mlp_fp32")  # the fixture's, cycled for more builds
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
@@ -50,12 +54,23 @@ def timed(cwd: Path, repeat: int, *args: str) -> list[float]:
     return times
 
 
-def default_project(dest: Path) -> int:
-    """A copy of the project with stand-in outputs committed; returns its number of stages."""
-    for name in PROJECT_FILES:
+def with_builds(conf: Path, builds: int) -> None:
+    """Declare more builds of the fixture's recipes in ``conf/config.yaml`` until there are ``builds``."""
+    cfg = conf / "config.yaml"
+    text = cfg.read_text()
+    have = text.count("- recipe@builds.")
+    extra = "".join(f"  - recipe@builds.bench_{i}: {RECIPES[i % len(RECIPES)]}\n" for i in range(max(builds - have, 0)))
+    cfg.write_text(text.replace("  - _self_", extra + "  - _self_", 1))
+
+
+def default_project(dest: Path, builds: int) -> int:
+    """The fixture project with ``builds`` builds and stand-in outputs committed; returns its number of stages."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(FIXTURE_PROJECT, dest, ignore=ignore)
+    for name in FRAMEWORK_FILES:
         src = ROOT / name
-        (shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
-         else shutil.copy2(src, dest / name))
+        (shutil.copytree(src, dest / name, ignore=ignore) if src.is_dir() else shutil.copy2(src, dest / name))
+    with_builds(dest / "conf", builds)
     sh(dest, "git", "init", "-q")
     dvc(dest, "init", "-q")
     shutil.copy2(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
@@ -95,16 +110,18 @@ def trivial_project(dest: Path, n: int) -> None:
     dvc(dest, "repro", "-q")
 
 
-def compose_time(repeat: int) -> list[float]:
+def compose_time(project: Path, repeat: int) -> list[float]:
     from pipeline.compose import compose
+    from pipeline.project import use_project
 
-    declared = len(compose([], ROOT / "conf").data["builds"])
-    overrides = [f"+recipe@builds.bench_{i}=cnn_static_int8" for i in range(50 - declared)]
+    use_project(project)
+    declared = len(compose([], project / "conf").data["builds"])
+    overrides = [f"+recipe@builds.more_{i}=cnn_static_int8" for i in range(50 - declared)]
     out = Path(tempfile.mkdtemp()) / "params.yaml"
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        sh(ROOT, sys.executable, "-m", "pipeline.cli", "compose", "--out", str(out), *overrides)
+        sh(project, sys.executable, "-m", "pipeline.cli", "compose", "--out", str(out), *overrides)
         times.append(time.perf_counter() - start)
     n = len(__import__("yaml").safe_load(out.read_text())["builds"])
     assert n == 50, n
@@ -121,18 +138,19 @@ def target_only_change(dest: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--builds", type=int, default=15, help="builds in the measured project (default 15)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dvc-") as tmp:
         tmp = Path(tmp)
-        n = default_project(tmp / "default")
+        n = default_project(tmp / "default", args.builds)
         trivial_project(tmp / "trivial", n)
         ours = timed(tmp / "default", args.repeat, "repro")
         trivial = timed(tmp / "trivial", args.repeat, "repro")
-        compose = compose_time(args.repeat)
+        compose = compose_time(tmp / "default", args.repeat)
         rerun = target_only_change(tmp / "default")
     med = statistics.median
-    print(f"no-op `dvc repro`, {n} stages (median of {args.repeat}):")
-    print(f"  default project   {med(ours):6.2f} s")
+    print(f"no-op `dvc repro`, {n} stages, {args.builds} builds (median of {args.repeat}):")
+    print(f"  fixture project   {med(ours):6.2f} s")
     print(f"  trivial project   {med(trivial):6.2f} s")
     print(f"  ratio             {med(ours) / med(trivial):6.2f}x   (aim: <= 1.3x)")
     print(f"compose 50 builds   {med(compose):6.2f} s   (median of {args.repeat}, whole command; aim: < 3 s)")
