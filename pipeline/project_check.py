@@ -41,6 +41,10 @@ class Report:
         if line not in self.errors:
             self.errors.append(line)
 
+    def said(self, text: str) -> bool:
+        """Whether ``text`` repeats an error already listed (e.g. a compose error quoting the first of them)."""
+        return any(line in text or text in line for line in self.errors)
+
     @property
     def ok(self) -> bool:
         return not self.errors
@@ -123,7 +127,7 @@ def _model_errors(data: Any, key: str, source: str) -> list[str]:
                 for p in err["loc"]
                 if not (isinstance(p, str) and p.startswith("function-"))
             )
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
                 msg += f" (got {err['input']!r})"
             lines.append(f"{source}, key '{key}{loc}': {msg}")
@@ -207,7 +211,7 @@ def check_default_project(conf: Path, report: Report) -> None:
     try:
         comp = compose([], conf)
     except PipelineError as exc:
-        if not any(line in str(exc) or str(exc) in line for line in report.errors):  # not said already
+        if not report.said(str(exc)):
             report.error(f"{_rel(conf / 'config.yaml', conf.resolve().parent)}: the default project does not compose: {exc}")
         return
     report.counts.update(builds=len(comp.data.get("builds") or {}))
@@ -273,7 +277,8 @@ def check_params(conf: Path, params: Path, dvc_yaml: Path, report: Report, log: 
     try:
         return check(conf, params, dvc_yaml, log)
     except PipelineError as exc:
-        report.error(str(exc))
+        if not report.said(str(exc).split(": ", 1)[-1].split("; and ")[0]):
+            report.error(str(exc))
         return None
 
 
