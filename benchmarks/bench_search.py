@@ -10,6 +10,9 @@ then measures ALL of them against the fp32 export in ONE interleaved run on the 
 (batch 1), with fidelity on the reference samples. Per model it prints each build's speedup, noise
 interval, the gated fidelity figure and whether the gates pass; then the best hand-written recipe
 (fastest passing its gates) beside the searched build, and the search's choice and reason.
+The searched build follows the model's ``conf/recipe/<model>_auto.yaml`` where there is one (its
+passes, its ``quantization.space`` and its target's ``session_config``); every build, the hand ones
+included, is measured on that target against the export on the same target.
 
 The machine is shared: compare numbers within one run only.
 """
@@ -39,14 +42,15 @@ GATES: dict[str, dict[str, Any]] = {
 }
 FIGURE = {"minilm": "embedding_cosine_min", "ppocr_det": "iou_min", "ppocr_rec": "top1_agreement_min",
           "ppocr_cls": "cosine_min"}
-# hand-written recipes: quantization option file + what a user would change
-HAND: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
-    "minilm": [("dynamic_int8", "dynamic_int8", {}), ("static_int8", "static_int8", {})],
+# hand-written recipes: label, quantization option file, what a user would change[, passes option]
+HAND: dict[str, list[tuple[Any, ...]]] = {
+    "minilm": [("dynamic_int8", "dynamic_int8", {}), ("static_int8", "static_int8", {}),
+               ("expert: transformer + dynamic_int8", "dynamic_int8", {}, "transformer")],
     "ppocr_det": [("static_int8", "static_int8", {}), ("static_int8_per_tensor", "static_int8", {"per_channel": False})],
     "ppocr_rec": [("static_int8", "static_int8", {}), ("static_int8_per_tensor", "static_int8", {"per_channel": False})],
     "ppocr_cls": [("static_int8", "static_int8", {})],
 }
-AUTO_SPACE: dict[str, dict[str, Any]] = {  # the recipe's search space (defaults otherwise)
+AUTO_SPACE: dict[str, dict[str, Any]] = {  # search space of models without an <model>_auto recipe
     "ppocr_det": {"modes": ["static"], "per_channel": [True, False]},
     "ppocr_rec": {"modes": ["static", "dynamic"], "per_channel": [True, False]},
 }
@@ -63,15 +67,30 @@ def _quant(option: str, changes: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _build(model: str, quantization: dict[str, Any], gates: dict[str, Any], runs: int) -> Any:
+def _auto_recipe(model: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(passes option, search space overrides, target session_config) of conf/recipe/<model>_auto.yaml."""
+    path = ROOT / "conf" / "recipe" / f"{model}_auto.yaml"
+    if not path.is_file():
+        return "default", AUTO_SPACE.get(model, {}), {}
+    recipe = _yaml(path)
+    passes = "default"
+    for entry in recipe.get("defaults", []):
+        if isinstance(entry, dict) and "override /passes@passes" in entry:
+            passes = entry["override /passes@passes"]
+    space = (recipe.get("quantization") or {}).get("space", {})
+    return passes, space, dict((recipe.get("target") or {}).get("session_config", {}))
+
+
+def _build(model: str, quantization: dict[str, Any], gates: dict[str, Any], runs: int,
+           passes: str = "default", session_config: dict[str, str] | None = None) -> Any:
     from pipeline.schema import validate_build
 
     return validate_build(
         {
             "model": model,
-            "passes": _yaml(ROOT / "conf" / "passes" / "default.yaml"),
+            "passes": _yaml(ROOT / "conf" / "passes" / f"{passes}.yaml"),
             "quantization": quantization,
-            "target": {"name": "cpu", "threads": 2},
+            "target": {"name": "cpu", "threads": 2, "session_config": dict(session_config or {})},
             "evaluate": {"warmup": 10, "runs": runs, "fidelity_samples": 32, "gates": gates},
         },
         f"builds.{model}",
@@ -95,14 +114,23 @@ def bench_model(name: str, root: Path, runs: int, log: logging.Logger) -> dict[s
         prepare_model(spec, src, log)
         export_model(spec, src, export, log)
     gates = GATES[name]
-    auto = _quant("auto", {"space": {**_quant("auto", {})["space"], **AUTO_SPACE.get(name, {})}})
-    builds = {label: _build(name, _quant(opt, ch), gates, runs) for label, opt, ch in HAND[name]}
-    builds["auto"] = _build(name, auto, gates, runs)
-    run_passes(builds["auto"], spec, export, passes, log)
+    auto_passes, auto_space, session_config = _auto_recipe(name)
+    auto = _quant("auto", {"space": {**_quant("auto", {})["space"], **auto_space}})
+    builds, passes_of = {}, {}
+    for label, opt, changes, *hand_passes in HAND[name]:
+        passes_of[label] = hand_passes[0] if hand_passes else "default"
+        builds[label] = _build(name, _quant(opt, changes), gates, runs, passes_of[label], session_config)
+    builds["auto"] = _build(name, auto, gates, runs, auto_passes, session_config)
+    passes_of["auto"] = auto_passes
+    for option in {*passes_of.values()}:  # each passes option once; "default" is the fp32-optimized row
+        label = next(lab for lab, opt in passes_of.items() if opt == option)
+        run_passes(builds[label], spec, export, root / f"passes-{option}", log)
+    passes = root / "passes-default" if "default" in passes_of.values() else root / f"passes-{auto_passes}"
     seconds: dict[str, float] = {}
     for label, build in builds.items():
         t = time.perf_counter()
-        quantize_build(build, spec, passes, root / label, log, build_name=label, export_dir=export)
+        quantize_build(build, spec, root / f"passes-{passes_of[label]}", root / label, log, build_name=label,
+                       export_dir=export)
         seconds[label] = time.perf_counter() - t
     bench = Bench(builds["auto"], spec, export, log)
     paths = {label: model_path(root / label) for label in builds}
