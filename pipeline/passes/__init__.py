@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pipeline.passes.base import Pass, PassContext, run_pass_list
 from pipeline.passes.fp16 import Float16
+from pipeline.passes.fuse_hardswish import FuseHardSwish
 from pipeline.passes.onnxoptimizer import OnnxOptimizer
 from pipeline.passes.opset import Opset
 from pipeline.passes.ort_optimize import OrtOptimize
@@ -21,7 +22,9 @@ PASSES: Registry[type[Pass]] = Registry(
     "pass",
     {
         cls.name: cls
-        for cls in (ShapeInference, OnnxOptimizer, OrtOptimize, TransformerOptimize, Opset, Float16, Prune)
+        for cls in (
+            ShapeInference, OnnxOptimizer, OrtOptimize, TransformerOptimize, FuseHardSwish, Opset, Float16, Prune
+        )
     },
 )
 

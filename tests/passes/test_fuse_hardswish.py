@@ -1,0 +1,90 @@
+"""fuse_hardswish on a small Conv net built here: x * clip(x + 3, 0, 6) / 6 becomes one activation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.onnx_graphs import save_graph
+
+
+def hardswish_net(path: Path, opset: int, add_const: float = 3.0, reuse_clip: bool = False) -> Path:
+    """Conv -> written-out hard-swish -> Conv; constants as initializers (3, 0, 6) and a Constant node (6)."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(0, 1, (4, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(0, 1, (2, 4, 1, 1)).astype(np.float32), "w2")
+    consts = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+              (("three", add_const), ("zero", 0.0), ("six", 6.0))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c1", "three"], ["a"], name="add"),
+        helper.make_node("Clip", ["a", "zero", "six"], ["clipped"], name="clip"),
+        helper.make_node("Mul", ["c1", "clipped"], ["m"], name="mul"),
+        helper.make_node("Constant", [], ["six_node"], name="six_const",
+                         value=numpy_helper.from_array(np.array([6.0], np.float32))),
+        helper.make_node("Div", ["m", "six_node"], ["h"], name="div"),
+        helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2"),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])]
+    if reuse_clip:  # the clipped tensor is also a graph output: the pattern must stay
+        outputs.append(helper.make_tensor_value_info("clipped", TensorProto.FLOAT, [1, 4, 8, 8]))
+    graph = helper.make_graph(
+        nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])], outputs,
+        initializer=[w1, w2, *consts],
+    )
+    return save_graph(graph, path, opset=opset)
+
+
+def outputs(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+
+def ops(path: Path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+@pytest.mark.parametrize("opset, written", [(13, ["HardSigmoid", "Mul"]), (14, ["HardSwish"])])
+def test_written_out_hardswish_becomes_one_activation(tmp_path, run_pass, opset, written):
+    src = hardswish_net(tmp_path / "src.onnx", opset)
+    out, rec = run_pass("fuse_hardswish", src)
+    assert rec["info"]["fused"] == 1 and rec["changed"]
+    assert [op for op in ops(out) if op not in ("Conv", "Constant")] == written
+    assert not {"Clip", "Div", "Add"} & set(ops(out))
+    assert {i.name for i in onnx.load(str(out)).graph.initializer} == {"w1", "w2"}  # dead constants gone
+    x = np.random.default_rng(1).normal(0, 2, (1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(outputs(out, x)[0], outputs(src, x)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["other constant", "intermediate used elsewhere"])
+def test_near_misses_stay_unchanged(tmp_path, run_pass, case):
+    if case == "other constant":
+        src = hardswish_net(tmp_path / "src.onnx", 14, add_const=4.0)
+    else:
+        src = hardswish_net(tmp_path / "src.onnx", 14, reuse_clip=True)
+    out, rec = run_pass("fuse_hardswish", src)
+    assert rec["info"]["fused"] == 0
+    assert ops(out) == ops(src)
+
+
+def test_quantizes_statically_with_the_activation_in_float(tmp_path, run_pass):
+    """The fused graph goes through static QDQ (Conv only) and runs."""
+    import logging
+
+    from pipeline.quantization.base import QuantContext
+    from pipeline.quantization.static import Calibration, StaticInt8
+
+    fused, _ = run_pass("fuse_hardswish", hardswish_net(tmp_path / "src.onnx", 13))
+    dst = tmp_path / "q" / "model.onnx"
+    dst.parent.mkdir()
+    params = StaticInt8.Params(op_types_to_quantize=["Conv"], calibration=Calibration(num_samples=8))
+    StaticInt8().run(fused, dst, params, QuantContext(model_spec=None, log=logging.getLogger("t"), work_dir=tmp_path))
+    quantized = ops(dst)
+    assert "QuantizeLinear" in quantized and "HardSigmoid" in quantized
+    x = np.random.default_rng(2).random((1, 3, 8, 8), dtype=np.float32)  # the calibration's range
+    a, b = outputs(dst, x)[0], outputs(fused, x)[0]
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
