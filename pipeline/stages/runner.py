@@ -103,6 +103,9 @@ def _pin_hash_seed() -> None:
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The process that started this stage, read as early as possible: if it dies before die_with_parent
+# runs, the stage has already been re-parented and must not start its work.
+_STARTED_BY = os.getppid()
 
 
 def die_with_parent() -> None:
@@ -114,9 +117,11 @@ def die_with_parent() -> None:
     import signal
     import threading
 
-    parent = os.getppid()
+    parent = _STARTED_BY
     if parent == 1:
         return  # started by init / a container's entry point: there is no parent to follow
+    if os.getppid() != parent:  # the parent died while this interpreter was starting
+        raise SystemExit(128 + signal.SIGTERM)
 
     def _exit(signum, frame):  # noqa: ARG001
         raise SystemExit(128 + signum)
