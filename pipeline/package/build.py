@@ -97,6 +97,25 @@ def _zip(folder: Path, top: str, target: Path) -> None:
             zf.writestr(info, (folder / name).read_bytes())
 
 
+def _not_a_package(folder: Path, zip_path: Path, build: str) -> str | None:
+    """Why ``folder`` or ``zip_path`` (when they exist) is not an earlier package of ``build``, or None.
+    (``--out artifacts/builds`` would otherwise replace the build's own DVC outputs.)"""
+    if folder.exists() or folder.is_symlink():
+        if folder.is_symlink() or not folder.is_dir():
+            return f"{folder} exists and is not a package folder"
+        if not ((folder / MANIFEST).is_file() and (folder / "package.json").is_file()):
+            return f"{folder} exists and is not a package (no {MANIFEST} and package.json)"
+    if zip_path.exists() or zip_path.is_symlink():
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                names = zf.namelist()
+        except (OSError, zipfile.BadZipFile):
+            names = []
+        if zip_path.is_symlink() or not names or any(not n.startswith(f"{build}/") for n in names):
+            return f"{zip_path} exists and is not a package of build '{build}'"
+    return None
+
+
 def _readme(build: str, metrics: dict[str, Any], settings: dict[str, Any], overridden: str | None) -> str:
     from pipeline.report.verdicts import verdict_of
 
@@ -169,6 +188,9 @@ def package_build(
     if not force and (folder.exists() or zip_path.exists()):
         existing = folder if folder.exists() else zip_path
         raise PackageError(f"{existing} already exists: pass --force to replace it")
+    not_ours = _not_a_package(folder, zip_path, build)
+    if not_ours:  # --force replaces an earlier package, never a folder or file of something else
+        raise PackageError(f"{not_ours}: not replaced, even with --force (choose another --out)")
 
     metrics = read_metrics(layout.metrics) or {}
     target = get_target(spec.target.name, key=f"builds.{build}.target.name", source=str(params_path))

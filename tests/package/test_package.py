@@ -121,6 +121,29 @@ def test_refusals_name_the_reason(built_project, tmp_path):
     assert ((done.folder / MANIFEST).read_text(), done.zip.read_bytes()) == before  # same inputs, same package
 
 
+def test_force_replaces_only_an_earlier_package(built_project, tmp_path):
+    # --out artifacts/builds --force would have replaced the build's own DVC outputs with the package
+    own = built_project.path / "artifacts" / "builds"
+    before = sorted(p.relative_to(own).as_posix() for p in own.rglob("*"))
+    with pytest.raises(PackageError, match=r"artifacts/builds/mlp_fp32 exists and is not a package .*not replaced"):
+        package_build("mlp_fp32", root=built_project.path, out=own, force=True)
+    assert sorted(p.relative_to(own).as_posix() for p in own.rglob("*")) == before
+    assert not (own / "mlp_fp32.zip").exists()
+
+    other = tmp_path / "other"
+    (other / "mlp_fp32").mkdir(parents=True)
+    (other / "mlp_fp32" / "notes.txt").write_text("mine")
+    with pytest.raises(PackageError, match="is not a package"):
+        package_build("mlp_fp32", root=built_project.path, out=other, force=True)
+    assert (other / "mlp_fp32" / "notes.txt").read_text() == "mine"
+    (other / "mlp_fp32" / "notes.txt").unlink()
+    (other / "mlp_fp32").rmdir()
+    (other / "mlp_fp32.zip").write_bytes(b"not a zip")
+    with pytest.raises(PackageError, match=r"mlp_fp32.zip exists and is not a package of build 'mlp_fp32'"):
+        package_build("mlp_fp32", root=built_project.path, out=other, force=True)
+    assert (other / "mlp_fp32.zip").read_bytes() == b"not a zip"
+
+
 def test_crashed_and_out_of_date_builds_are_refused(built_project, tmp_path):
     import os
     import time
