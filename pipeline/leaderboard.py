@@ -58,9 +58,12 @@ def load_points(sweep_dir: str | Path) -> list[dict[str, Any]]:
     sweep_dir = Path(sweep_dir)
     out = []
     for point_file in sorted(sweep_dir.glob(f"*/{POINT_FILE}")):
-        point = json.loads(point_file.read_text())
+        point = _read_json(point_file)
+        if point is None:  # listed apart as failed, never ranked (and the others still are)
+            point = {"status": "failed", "error": f"unreadable {POINT_FILE}"}
         metrics_file = point_file.parent / METRICS_FILE
-        flat = row(point_file.parent.name, json.loads(metrics_file.read_text())) if metrics_file.is_file() else {}
+        metrics = _read_json(metrics_file) if metrics_file.is_file() else None
+        flat = row(point_file.parent.name, metrics) if metrics is not None else {}
         status = point.get("status") or "failed"
         gates = "–"
         if flat:
@@ -90,6 +93,15 @@ def load_points(sweep_dir: str | Path) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when it cannot be read or is not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def noise(point: dict[str, Any]) -> float:

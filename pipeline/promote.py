@@ -122,7 +122,13 @@ def check_point(job_dir: Path, allow_failed: bool) -> list[str]:
     if not point_file.is_file():
         reason = "it has no point.json (the job did not finish)"
     else:
-        point = json.loads(point_file.read_text())
+        try:
+            point = json.loads(point_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"unreadable point.json ({str(exc).splitlines()[0]}): not promoted",
+                              source=str(point_file)) from None
+        if not isinstance(point, dict):
+            raise ConfigError("point.json is not a JSON object: not promoted", source=str(point_file))
         status = point.get("status")
         if status == "ok":
             return []

@@ -198,6 +198,23 @@ def test_promote_refuses_failed_and_gate_failed_points(tmp_path):
     assert check_point(tmp_path / "0", allow_failed=True) == ["promoted although it missed its gates: min_cosine 0.98 < 0.99"]
 
 
+def test_unreadable_point_files_are_one_line_and_never_ranked(tmp_path):
+    from pipeline.promote import check_point
+
+    _point(tmp_path / "0", 0, ["quantization=none"], 3.0)
+    _point(tmp_path / "1", 1, ["quantization=dynamic_int8"], 1.0)
+    (tmp_path / "1" / POINT_FILE).write_text("{truncated")
+    with pytest.raises(ConfigError, match=r"1/point.json.*unreadable point.json .*not promoted"):
+        check_point(tmp_path / "1", allow_failed=True)
+    (tmp_path / "1" / POINT_FILE).write_text("[]")
+    with pytest.raises(ConfigError, match="point.json is not a JSON object"):
+        check_point(tmp_path / "1", allow_failed=False)
+    ranked = leaderboard.rank(leaderboard.load_points(tmp_path))
+    assert [(p["job"], p["rank"]) for p in ranked] == [(0, 1), ("1", None)]  # the fast one is unreadable
+    assert ranked[1]["status"] == "failed: unreadable point.json"
+    assert leaderboard.best(ranked) == [ranked[0]]
+
+
 def test_ties_are_judged_against_the_first_point_of_a_rank_not_chained(tmp_path):
     for job, p50 in enumerate((1.0, 1.08, 1.16)):  # each within 10 % of the previous, the last not of the first
         _point(tmp_path / str(job), job, [f"quantization=q{job}"], p50, interval=(0.9, 1.1))
