@@ -67,19 +67,40 @@ def _p50(r: Mapping[str, Any]) -> float:
     return float("inf") if r.get("p50_ms") is None else float(r["p50_ms"])
 
 
+def _measured_apart(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the p50s of ``rows`` do not compare (measured on different hosts or at different batch
+    sizes), or None when they were all measured on one host at one batch size."""
+    hosts = {r.get("host") for r in rows}
+    batches = {r.get("batch_size") for r in rows}
+    reasons = []
+    if len(hosts) > 1:
+        reasons.append("measured on different hosts")
+    if len(batches) > 1:
+        reasons.append("at different batch sizes")
+    return " and ".join(reasons) or None
+
+
 def recommend(model: str, rows: Sequence[Mapping[str, Any]], fp32: set[str]) -> Recommendation:
     """The build of ``model`` to ship among its report ``rows`` (``fp32``: names of its float32 builds).
 
-    The fastest (lowest p50) build whose verdict is ``faster`` with its gates passing; else the
+    The fastest (lowest p50) build whose verdict is ``faster`` with its gates passing (by speedup over
+    its own fp32 export when those builds were measured on different hosts or batch sizes, whose
+    p50s do not compare); else the
     fastest fp32 build that did not fail and passes its gates; else none."""
     faster = [r for r in rows if r["verdict"] == FASTER and r.get("gates_passed") is not False]
     if faster:
-        best = min(faster, key=lambda r: (_p50(r), r["build"]))
+        apart = _measured_apart(faster)
+        if apart:  # p50s from other hosts or batch sizes do not compare: each build's speedup does
+            best = max(faster, key=lambda r: (float(r.get("speedup") or 0.0), -_p50(r), r["build"]))
+            why = (f"the largest speedup over its own fp32 export among the builds that beat it beyond noise with "
+                   f"their gates passing ({apart}, so their p50s are not compared): {best['verdict_reason']}")
+        else:
+            best = min(faster, key=lambda r: (_p50(r), r["build"]))
+            why = f"the fastest build that beats its fp32 export beyond noise with its gates passing: {best['verdict_reason']}"
         others = [r for r in faster if r is not best]
-        why = f"the fastest build that beats its fp32 export beyond noise with its gates passing: {best['verdict_reason']}"
         if others:
             names = ", ".join(f"`{r['build']}`" for r in others)
-            why += f" (also faster, but slower than it: {names})"
+            why += f" (also faster, but {'with smaller speedups' if apart else 'slower than it'}: {names})"
         return Recommendation(model, best["build"], why)
     rest = _listing(rows)
     usable = [r for r in rows if r["build"] in fp32 and r["verdict"] not in (FAILED, FAILS_GATES)]

@@ -57,6 +57,30 @@ def test_ship_the_fastest_faster_build_never_a_slower_int8(make_metrics):
     assert rec.build == "int8_fast" and FAST[1] in rec.why and "`fp16_a_bit_faster`" in rec.why
 
 
+def test_ship_by_speedup_when_latencies_come_from_other_hosts_or_batch_sizes(make_metrics):
+    # the lower p50 was measured on a faster machine: it is not the faster build
+    here = make_metrics("int8_here", "static_int8", 0.5, 0.999, interval=(1.9, 2.1))  # 2.0x here
+    there = make_metrics("int8_there", "dynamic_int8", 0.4, 0.999, interval=(1.2, 1.3))
+    there["environment"] = {**there["environment"], "host": {"id": "bigbox (Other CPU, 64 cores)"}}
+    there["reference"] = {"latency_ms": {"p50": 0.5}}
+    there["speedup"] = 1.25  # 1.25x against its own fp32 export, timed there
+    fp32 = make_metrics("fp32", "none", 1.0, 1.0, interval=(0.98, 1.02))
+    rec = recommend("m", _rows(fp32, here, there), fp32={"fp32"})
+    assert rec.build == "int8_here" and "measured on different hosts" in rec.why and "`int8_there`" in rec.why
+
+    batched = make_metrics("int8_b1", "dynamic_int8", 0.4, 0.999, interval=(1.2, 1.3))
+    batched["speedup"] = 1.25
+    big = make_metrics("int8_b8", "static_int8", 3.0, 0.999, interval=(2.9, 3.1))
+    big["benchmark"] = {**big["benchmark"], "batch_size": 8}
+    big["speedup"] = 3.0  # per call at batch 8: a higher p50, but three times its fp32 export at batch 8
+    rec = recommend("m", _rows(fp32, batched, big), fp32={"fp32"})
+    assert rec.build == "int8_b8" and "at different batch sizes" in rec.why
+
+    alike = recommend("m", _rows(fp32, here, make_metrics("int8_b", "dynamic_int8", 0.6, 0.999, interval=(1.6, 1.8))),
+                      fp32={"fp32"})
+    assert alike.build == "int8_here" and "not compared" not in alike.why  # one host, one batch: by p50
+
+
 def test_ship_fp32_when_no_build_is_faster(make_metrics):
     table = _rows(
         make_metrics("ppocr_fp32", "none", 1.0, 1.0, interval=(0.98, 1.02)),
