@@ -329,15 +329,19 @@ def claim_new_dir(base: Path, now: _dt.datetime | None = None) -> Path:
     so two sweeps started in the same second get two folders."""
     now = now or _dt.datetime.now()
     day = base / now.strftime("%Y-%m-%d")
-    day.mkdir(parents=True, exist_ok=True)
     stem = now.strftime("%H-%M-%S")
-    for n in range(1, 10_000):
-        candidate = day / (stem if n == 1 else f"{stem}-{n}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
+    try:
+        day.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            candidate = day / (stem if n == 1 else f"{stem}-{n}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise ConfigError(f"cannot create a sweep folder: {exc.strerror or exc}", key="hydra.sweep.dir",
+                          source=str(day)) from None
     raise PipelineError(f"no free sweep folder under {day}")
 
 
@@ -347,7 +351,11 @@ def sweep_lock(folder: Path) -> Iterator[Path]:
     already holds a sweep's points, is refused (one line) instead of overwritten."""
     from filelock import FileLock, Timeout
 
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the sweep folder: {exc.strerror or exc}", key="hydra.sweep.dir",
+                          source=str(folder)) from None
     lock = FileLock(str(folder / SWEEP_LOCK))
     try:
         lock.acquire(timeout=0)
@@ -456,6 +464,18 @@ def grpc_answers(host: str, port: int, timeout: float) -> str | None:
     return None
 
 
+def check_search(argv: Sequence[str], conf_dir: Path) -> None:
+    """``hparams_search=NAME`` must name a file of ``conf/hparams_search/``: the group is optional in
+    conf/sweep.yaml, so Hydra would silently drop a misspelt one and run the defaults instead of a search."""
+    name = _arg_value(argv, "hparams_search")
+    if name in (None, "", "null"):
+        return
+    folder = conf_dir / "hparams_search"
+    if not (folder / f"{name}.yaml").is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        raise ConfigError(f"no search space '{name}' in {folder}", key="hparams_search", choices=known or None)
+
+
 def _app(conf_dir: Path) -> Any:
     import hydra
 
@@ -478,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_launcher(argv, conf_dir)
         check_ray_address(argv, conf_dir)
+        check_search(argv, conf_dir)
         given = _arg_value(argv, key)
         folder = Path(given) if given else claim_new_dir(cwd / ("sweeps" if multirun else "sweeps/runs"))
         folder = folder if folder.is_absolute() else cwd / folder

@@ -220,3 +220,20 @@ def test_ties_are_judged_against_the_first_point_of_a_rank_not_chained(tmp_path)
         _point(tmp_path / str(job), job, [f"quantization=q{job}"], p50, interval=(0.9, 1.1))
     ranked = leaderboard.rank(leaderboard.load_points(tmp_path))
     assert [(p["job"], p["rank"], p["tie"]) for p in ranked] == [(0, 1, True), (1, 1, True), (2, 3, False)]
+
+
+def test_a_misspelt_search_space_or_an_unwritable_folder_is_one_line(sweep_conf, tmp_path):
+    (sweep_conf / "hparams_search").mkdir(exist_ok=True)
+    (sweep_conf / "hparams_search" / "digits_int8.yaml").write_text("# @package _global_\n")
+    # hparams_search is optional in sweep.yaml: Hydra alone would run the defaults instead of a search
+    with pytest.raises(ConfigError, match=r"key 'hparams_search': no search space 'digits_int88' .*digits_int8"):
+        sweep.check_search(["-m", "hparams_search=digits_int88"], sweep_conf)
+    sweep.check_search(["-m", "hparams_search=digits_int8"], sweep_conf)
+    sweep.check_search(["-m", "quantization=none"], sweep_conf)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create the sweep folder"):
+        with sweep.sweep_lock(blocker / "sweep"):
+            pass
+    with pytest.raises(ConfigError, match="cannot create a sweep folder"):
+        sweep.claim_new_dir(blocker)
