@@ -51,7 +51,7 @@ def verify(root: Path = HERE) -> int:
     manifest = root / MANIFEST
     if not manifest.is_file():
         sys.exit(f"error: {manifest} is missing: this package cannot be verified")
-    count = 0
+    listed = set()
     for line in manifest.read_text().splitlines():
         if not line.strip():
             continue
@@ -61,8 +61,19 @@ def verify(root: Path = HERE) -> int:
             sys.exit(f"error: {name} is listed in {MANIFEST} but missing from the package")
         if sha256(path) != expected:
             sys.exit(f"error: {name} does not match its SHA-256 in {MANIFEST}: the package was changed")
-        count += 1
-    return count
+        listed.add(name)
+    # what this script loads must be among the checked files (a truncated manifest checks nothing)
+    if SETTINGS not in listed:
+        sys.exit(f"error: {SETTINGS} is not listed in {MANIFEST}: this package cannot be verified")
+    model = Path(json.loads((root / SETTINGS).read_text())["model"])
+    used = {model.as_posix(), SETTINGS, Path(__file__).name}
+    used |= {p.relative_to(root).as_posix() for p in (root / model.parent).rglob("*") if p.is_file()}
+    if (root / EXAMPLE).is_file():
+        used.add(EXAMPLE)
+    unlisted = sorted(used - listed)
+    if unlisted:
+        sys.exit(f"error: {', '.join(unlisted)} not listed in {MANIFEST}: this package cannot be verified")
+    return len(listed)
 
 
 def session(root: Path = HERE) -> ort.InferenceSession:

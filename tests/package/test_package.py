@@ -92,6 +92,18 @@ def test_infer_refuses_a_changed_package_and_makes_up_inputs(built_project, tmp_
     assert proc.returncode != 0
     assert "model/model.onnx does not match its SHA-256 in SHA256SUMS" in proc.stderr
 
+    # a truncated manifest, or one that leaves out a file the script loads, verifies nothing: refused
+    done = package_build("mlp_fp32", root=built_project.path, out=tmp_path / "again")
+    manifest = done.folder / MANIFEST
+    full = manifest.read_text()
+    for text, expected in (("", "session.json is not listed in SHA256SUMS"),
+                           ("".join(line + "\n" for line in full.splitlines() if "model/model.onnx" not in line),
+                            "model/model.onnx not listed in SHA256SUMS")):
+        manifest.write_text(text)
+        proc = subprocess.run([sys.executable, "-I", str(done.folder / "infer.py")], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
+
     from pipeline.package import infer
 
     sess = ort.InferenceSession(str(built_project.path / "artifacts/builds/mlp_fp32/model/model.onnx"))
