@@ -603,7 +603,7 @@ def check_name(name: Any, kind: str) -> None:
         raise ConfigError(
             f"{what} name {name!r} must be letters, digits, '_', '.' or '-' (it names folders and "
             f"DVC stages; no spaces, slashes or other characters, and not '.' or '..')",
-            key=f"{kind}.{str(name).encode('unicode_escape').decode()}",  # one line, whatever the name holds
+            key=f"{kind}.{''.join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))}",  # one line
         )
 
 
