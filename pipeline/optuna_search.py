@@ -163,7 +163,11 @@ def read_point(job_dir: Path) -> dict[str, Any] | None:
     from pipeline.sweep import POINT_FILE
 
     path = job_dir / POINT_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing or unreadable: a failed trial, and the search goes on
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def outcome(point: dict[str, Any] | None) -> tuple[str, float | None, float | None]:

@@ -57,6 +57,16 @@ def test_gate_failures_are_infeasible_and_failed_points_are_failed_trials():
     assert search.outcome(None)[0] == "fail"
 
 
+def test_an_unreadable_point_is_a_failed_trial(tmp_path):
+    from pipeline.sweep import POINT_FILE
+
+    assert search.read_point(tmp_path) is None
+    (tmp_path / POINT_FILE).write_text("{truncated")
+    assert search.outcome(search.read_point(tmp_path))[0] == "fail"
+    (tmp_path / POINT_FILE).write_text('["not", "an", "object"]')
+    assert search.read_point(tmp_path) is None
+
+
 def test_search_loop_never_picks_an_infeasible_point_and_does_not_rebuild_repeats(tmp_path):
     import json
 
