@@ -9,7 +9,7 @@ The app composes the project's ``conf/sweep.yaml`` (``./conf`` when it has one, 
 ONE build at the config root (``model``, ``passes``, ``quantization``, ``target``, ``evaluate``), so
 overrides are short. Each job writes its artifacts, ``metrics.json`` and ``point.json`` (overrides,
 choices, status, host) into its own job folder, and returns the sweep's objective (``objective.metric``
-of its metrics, NaN when the point failed) so that a sweeper can optimize it.
+of its metrics; inf/-inf when it missed a gate, NaN when it failed) so that a sweeper can optimize it.
 
 Every sweep gets a folder of its own: ``sweeps/<date>/<time>`` is created atomically (``<time>-2``,
 ``-3``... when another sweep took it in the same second) and locked for the sweep's lifetime; a
@@ -251,7 +251,7 @@ def objective_of(cfg: Any) -> tuple[str, str]:
 
 def run_point(cfg: Any) -> float:
     """Build and evaluate the point described by ``cfg`` in Hydra's job folder; write point.json and
-    return the objective (NaN when the point failed; gate failures are in point.json's status)."""
+    return :func:`returned` (the objective; the worst score when a gate was missed; NaN when it failed)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -315,8 +315,21 @@ def run_point(cfg: Any) -> float:
     point["seconds"] = round(time.perf_counter() - start, 2)
     write_json(job_dir / POINT_FILE, point)
     log.info("point %s: %s%s", " ".join(point["overrides"]), point["status"], f" ({point['error']})" if point["error"] else "")
-    value = (point.get("objective") or {}).get("value")
-    return float(value) if point["status"] != "failed" and value is not None else math.nan
+    return returned(point)
+
+
+def returned(point: dict[str, Any]) -> float:
+    """What a point returns to the sweeper: its objective when it passed its gates; the worst score
+    (inf when minimizing, -inf when maximizing) when it missed a gate, so that no sweeper (Hydra's
+    Optuna or Nevergrad plugins included) takes a gate-failed point for a good one; NaN when it failed.
+    (onnxbuild's own Optuna sweeper reads point.json and makes the missed gates a constraint.)"""
+    objective = point.get("objective") or {}
+    value = objective.get("value")
+    if point.get("status") == "failed" or value is None:
+        return math.nan
+    if point.get("status") != "ok":
+        return -math.inf if objective.get("direction") == "maximize" else math.inf
+    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import multiprocessing
 import shutil
 from pathlib import Path
@@ -237,3 +238,12 @@ def test_a_misspelt_search_space_or_an_unwritable_folder_is_one_line(sweep_conf,
             pass
     with pytest.raises(ConfigError, match="cannot create a sweep folder"):
         sweep.claim_new_dir(blocker)
+
+
+def test_a_gate_failed_point_returns_the_worst_score_never_its_latency():
+    ok = {"status": "ok", "objective": {"metric": "latency_ms.p50", "direction": "minimize", "value": 1.5}}
+    assert sweep.returned(ok) == 1.5
+    assert sweep.returned({**ok, "status": "gates failed"}) == math.inf
+    up = {"status": "gates failed", "objective": {"metric": "accuracy.top1", "direction": "maximize", "value": 0.9}}
+    assert sweep.returned(up) == -math.inf
+    assert math.isnan(sweep.returned({"status": "failed", "objective": None}))
