@@ -380,13 +380,7 @@ def check_trust(data: dict[str, Any], policy: Any, config_file: Path, source_of:
                 "what recipes may import or read",
                 key="project",
             )
-    for kind in ("models", "builds"):
-        section = data.get(kind)
-        if not isinstance(section, dict):
-            continue
-        for name, spec in section.items():
-            key = f"{kind}.{name}"
-            policy.check(spec, key, source_of(key))
+    policy.check_project(data, source_of)
 
 
 def check_providers(data: dict[str, Any], source_of: Any = lambda key: None) -> None:

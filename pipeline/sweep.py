@@ -262,6 +262,7 @@ def run_point(cfg: Any) -> float:
     from pipeline.schema import validate_project
     from pipeline.stages.passes import run_passes
     from pipeline.stages.quantize import quantize_build
+    from pipeline.trust import load_policy
 
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
@@ -285,7 +286,10 @@ def run_point(cfg: Any) -> float:
     try:
         metric, direction = objective_of(cfg)
         point["objective"] = {"metric": metric, "direction": direction, "value": None}
-        project = validate_project(point_project(cfg, model_name), lambda key: f"conf/sweep.yaml ({key})")
+        data = point_project(cfg, model_name)
+        # recipes are code: a sweep override may name only what the project allows (pipeline.trust)
+        load_policy(cwd / "conf" / "config.yaml", cwd).check_project(data, lambda key: "conf/sweep.yaml")
+        project = validate_project(data, lambda key: f"conf/sweep.yaml ({key})")
         spec, build = project.models[model_name], project.builds[POINT_BUILD]
         export_dir = shared_export(spec, Path(cfg.cache_dir), cwd, log, model_name)
         run_passes(build, spec, export_dir, job_dir / "passes", log)

@@ -82,6 +82,15 @@ class Policy:
                 self.check_path(data.get(name), f"{key}.{name}", source)
 
 
+    def check_project(self, data: Any, source_of: Any = lambda key: None) -> None:
+        """:meth:`check` every model and build section of a composed project."""
+        for kind in ("models", "builds"):
+            section = data.get(kind) if isinstance(data, dict) else None
+            if isinstance(section, dict):
+                for name, spec in section.items():
+                    self.check(spec, f"{kind}.{name}", source_of(f"{kind}.{name}"))
+
+
 def _inside(path: Path, folder: Path) -> bool:
     folder = Path(os.path.normpath(folder))
     return path == folder or folder in path.parents
