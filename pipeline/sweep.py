@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -255,6 +254,7 @@ def run_point(cfg: Any) -> float:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from pipeline.evaluate.environment import host
     from pipeline.evaluate.latency import benchmark_lock
     from pipeline.evaluate.metrics import evaluate_build
     from pipeline.fsutil import write_json
@@ -276,7 +276,7 @@ def run_point(cfg: Any) -> float:
         "overrides": list(hc.overrides.task),
         "choices": choices,
         "model": model_name,
-        "host": platform.node(),
+        "host": host()["id"],  # the metrics' own host id (hostname, CPU, cores): one definition of a host
         "pid": os.getpid(),
         "status": "failed",
         "error": None,
