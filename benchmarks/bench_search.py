@@ -67,22 +67,25 @@ def _quant(option: str, changes: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _auto_recipe(model: str) -> tuple[str, dict[str, Any], dict[str, str]]:
-    """(passes option, search space overrides, target session_config) of conf/recipe/<model>_auto.yaml."""
+def _auto_recipe(model: str) -> tuple[str, dict[str, Any], dict[str, str], int]:
+    """(passes option, search space overrides, target session_config, fidelity samples) of
+    conf/recipe/<model>_auto.yaml; the evaluate default's samples, bounded by the 32 every model has."""
+    default_samples = _yaml(ROOT / "conf" / "evaluate" / "default.yaml")["fidelity_samples"]
     path = ROOT / "conf" / "recipe" / f"{model}_auto.yaml"
     if not path.is_file():
-        return "default", AUTO_SPACE.get(model, {}), {}
+        return "default", AUTO_SPACE.get(model, {}), {}, 32
     recipe = _yaml(path)
     passes = "default"
     for entry in recipe.get("defaults", []):
         if isinstance(entry, dict) and "override /passes@passes" in entry:
             passes = entry["override /passes@passes"]
     space = (recipe.get("quantization") or {}).get("space", {})
-    return passes, space, dict((recipe.get("target") or {}).get("session_config", {}))
+    samples = (recipe.get("evaluate") or {}).get("fidelity_samples", default_samples)
+    return passes, space, dict((recipe.get("target") or {}).get("session_config", {})), samples
 
 
 def _build(model: str, quantization: dict[str, Any], gates: dict[str, Any], runs: int,
-           passes: str = "default", session_config: dict[str, str] | None = None) -> Any:
+           passes: str = "default", session_config: dict[str, str] | None = None, samples: int = 32) -> Any:
     from pipeline.schema import validate_build
 
     return validate_build(
@@ -91,7 +94,7 @@ def _build(model: str, quantization: dict[str, Any], gates: dict[str, Any], runs
             "passes": _yaml(ROOT / "conf" / "passes" / f"{passes}.yaml"),
             "quantization": quantization,
             "target": {"name": "cpu", "threads": 2, "session_config": dict(session_config or {})},
-            "evaluate": {"warmup": 10, "runs": runs, "fidelity_samples": 32, "gates": gates},
+            "evaluate": {"warmup": 10, "runs": runs, "fidelity_samples": samples, "gates": gates},
         },
         f"builds.{model}",
     )
@@ -114,13 +117,13 @@ def bench_model(name: str, root: Path, runs: int, log: logging.Logger) -> dict[s
         prepare_model(spec, src, log)
         export_model(spec, src, export, log)
     gates = GATES[name]
-    auto_passes, auto_space, session_config = _auto_recipe(name)
+    auto_passes, auto_space, session_config, samples = _auto_recipe(name)
     auto = _quant("auto", {"space": {**_quant("auto", {})["space"], **auto_space}})
     builds, passes_of = {}, {}
     for label, opt, changes, *hand_passes in HAND[name]:
         passes_of[label] = hand_passes[0] if hand_passes else "default"
-        builds[label] = _build(name, _quant(opt, changes), gates, runs, passes_of[label], session_config)
-    builds["auto"] = _build(name, auto, gates, runs, auto_passes, session_config)
+        builds[label] = _build(name, _quant(opt, changes), gates, runs, passes_of[label], session_config, samples)
+    builds["auto"] = _build(name, auto, gates, runs, auto_passes, session_config, samples)
     passes_of["auto"] = auto_passes
     for option in {*passes_of.values()}:  # each passes option once; "default" is the fp32-optimized row
         label = next(lab for lab, opt in passes_of.items() if opt == option)
@@ -138,7 +141,7 @@ def bench_model(name: str, root: Path, runs: int, log: logging.Logger) -> dict[s
     speed = bench.speed(paths, 10, runs, 10)
     rows = {}
     for label, path in paths.items():
-        quality = bench.quality(path, 32)
+        quality = bench.quality(path, samples)  # as the recipe's evaluate reads them
         metrics = candidate_metrics(spec.task, quality, speed[label], 0.0)
         result = evaluate_gates(metrics, gates)
         rows[label] = {
