@@ -231,8 +231,10 @@ def _targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
             yield from _targets(v, f"{key}[{i}]")
 
 
-def check_targets(data: dict[str, Any], source_of: Callable[[str], str], report: Report) -> None:
-    """Import every ``_target_`` (each distinct one once); the first key that names it is reported."""
+def check_targets(data: dict[str, Any], source_of: Callable[[str], str], report: Report, policy: Any = None) -> None:
+    """Import every ``_target_`` (each distinct one once); the first key that names it is reported.
+    With ``policy`` (:class:`pipeline.trust.Policy`), a target outside the project's allowlist is an
+    error and is never imported (recipes are code: importing runs the module)."""
     from pipeline.project import import_target
 
     seen: set[str] = set()
@@ -241,6 +243,8 @@ def check_targets(data: dict[str, Any], source_of: Callable[[str], str], report:
             continue
         seen.add(target)
         try:
+            if policy is not None:
+                policy.check_target(target, f"{key}._target_", source_of(key))
             import_target(target, key=f"{key}._target_", source=source_of(key))
         except ConfigError as exc:
             report.error(str(exc))
@@ -307,7 +311,14 @@ def check_project(conf: str | Path = "conf", params: str | Path = "params.yaml",
         return "conf/"
 
     check_default_project(conf, report)
-    check_targets(data, source_of, report)
+    from pipeline.trust import default_policy, load_policy
+
+    try:
+        policy = load_policy(conf / "config.yaml", root)
+    except ConfigError as exc:  # a bad project block: reported, and the narrowest default applies
+        report.error(str(exc))
+        policy = default_policy(root)
+    check_targets(data, source_of, report, policy)
     check_paths(data, root, source_of, report)
     why = check_params(conf, Path(params), Path(dvc_yaml), report, log)
     if why:

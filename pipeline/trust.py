@@ -141,6 +141,15 @@ def load_policy(config_file: str | os.PathLike = CONFIG_FILE, root: str | os.Pat
     return Policy(root=root, targets=tuple(targets), paths=paths, config=_display(config_file))
 
 
+def default_policy(root: str | os.PathLike, config: str = "conf/config.yaml") -> Policy:
+    """The policy without a ``project:`` block: ``pipeline`` and the project's own packages."""
+    from pipeline.project import own_packages
+
+    root = Path(os.path.normpath(Path(root).resolve()))
+    targets = (*BUILTIN_TARGETS, *(p for p in own_packages(root) if p not in BUILTIN_TARGETS))
+    return Policy(root=root, targets=targets, paths=(), config=config)
+
+
 def stage_policy() -> Policy:
     """The policy a stage enforces: from ``conf/config.yaml`` of the project it runs in (the current
     folder, as under ``dvc repro``), never from ``params.yaml``."""

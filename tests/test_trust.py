@@ -131,3 +131,15 @@ def test_a_packaged_model_path_locates_its_package_without_running_it(evilpkg, t
     with pytest.raises(ConfigError, match="not installed"):
         package_dir("evilpkg.nothing")
     assert not evilpkg.exists()
+
+
+def test_onnxbuild_check_never_imports_a_target_outside_the_allowlist(tmp_path, evilpkg, monkeypatch):
+    """`onnxbuild check` imports every _target_ to see that it loads: not one the project disallows."""
+    from pipeline.project_check import Report, check_targets
+
+    policy = _policy(tmp_path, ["pipeline"])
+    report = Report()
+    data = {"models": {"m": {"calibration": {"_target_": "evilpkg.mod.fn"}, "factory": {"_target_": "pipeline.data.digits.load"}}}}
+    check_targets(data, lambda key: "conf/model/m.yaml", report, policy)
+    assert not evilpkg.exists()
+    assert any("'evilpkg.mod.fn'" in e and "valid choices: pipeline" in e for e in report.errors), report.errors
