@@ -157,6 +157,11 @@ def promote(
         raise ConfigError("a recipe of this name exists (use --force to replace it)", source=str(recipe_file))
     if name in (project.data.get("builds") or {}) and not force:
         raise ConfigError(f"build '{name}' is already declared (use --force)", source=str(config_file))
+    others = sorted(k.split("@builds.", 1)[1] for k, v in project.choices.items()
+                    if k.startswith("recipe@builds.") and v == name and k != f"recipe@builds.{name}")
+    if others and recipe_file.exists():  # --force replaces this build's recipe, never silently other builds'
+        raise ConfigError(f"this recipe is also the recipe of build(s) {', '.join(others)}: not replaced, even "
+                          "with --force (choose another --name)", source=str(recipe_file))
 
     model_choice = choices.get("model")
     declared = {k.split("@models.", 1)[1]: v for k, v in project.choices.items() if k.startswith("model@models.")}

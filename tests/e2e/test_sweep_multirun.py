@@ -59,6 +59,18 @@ def test_multirun_leaderboard_shared_cache_and_promote(tmp_path):
     assert "override /target" not in recipe and "override /evaluate" not in recipe
     assert promote(by_q["none"]["job_dir"], "cnn_fp32_forced", "--allow-failed").returncode == 0
 
+    # --force replaces the promoted build's recipe, never one that another build uses too
+    config = project / "conf" / "config.yaml"
+    line = "  - recipe@builds.cnn_swept: cnn_swept\n"
+    config.write_text(config.read_text().replace(line, line + "  - recipe@builds.cnn_swept_copy: cnn_swept\n"))
+    shared = promote(by_q["dynamic_int8"]["job_dir"], "cnn_swept", "--force")
+    assert shared.returncode != 0 and "also the recipe of build(s) cnn_swept_copy" in shared.stderr
+    assert len(shared.stderr.strip().splitlines()) == 1
+    assert (project / "conf" / "recipe" / "cnn_swept.yaml").read_text() == recipe
+    forced = promote(by_q["dynamic_int8"]["job_dir"], "cnn_fp32_forced", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "dynamic_int8" in (project / "conf" / "recipe" / "cnn_fp32_forced.yaml").read_text()
+
 
 def test_two_sweeps_started_at_once_never_overwrite_each_other(tmp_path):
     project = make_project(tmp_path / "project")
