@@ -55,9 +55,15 @@ def elsewhere(metrics: Mapping[str, Mapping[str, Any]], here: str) -> dict[str, 
     return {h: names for h, names in hosts_of(metrics).items() if h != here}
 
 
-def host_lines(metrics: Mapping[str, Mapping[str, Any]], here: str | None = None) -> list[str]:
+REPORT_HOST = "the host that wrote this report"  # a report file can be read (or restored by DVC) elsewhere
+
+
+def host_lines(metrics: Mapping[str, Mapping[str, Any]], here: str | None = None,
+               this: str = "this host") -> list[str]:
     """Plain sentences: where the numbers were measured and, when that is not ``here`` (default: this
-    host), that they are from another machine and how to re-measure here. Empty without metrics."""
+    host), that they are from another machine and how to re-measure here. Empty without metrics.
+    ``this`` names ``here`` in the sentences (:data:`REPORT_HOST` in a report file, which DVC may
+    restore from its cache or run-cache on another machine without rerunning the report)."""
     if not metrics:
         return []
     if here is None:
@@ -66,16 +72,16 @@ def host_lines(metrics: Mapping[str, Mapping[str, Any]], here: str | None = None
         here = host()["id"]
     other = elsewhere(metrics, here)
     if not other:
-        return [f"All numbers were measured on this host: {here}."]
+        return [f"All numbers were measured on {this}: {here}."]
     lines = []
     total = len(metrics)
     for h, names in other.items():
         which = "every build" if len(names) == total else f"{len(names)} of {total} builds ({', '.join(names)})"
         where = h if h.startswith(UNRECORDED) else f"host {h}"
-        lines.append(f"Latency and fidelity of {which} were measured on {where}, not on this host ({here}).")
+        lines.append(f"Latency and fidelity of {which} were measured on {where}, not on {this} ({here}).")
     remeasured = [n for n in metrics if n not in {b for names in other.values() for b in names}]
     if remeasured:
-        lines.append(f"Measured here: {', '.join(sorted(remeasured))}.")
+        lines.append(f"Measured on {this}: {', '.join(sorted(remeasured))}.")
     lines.append(
         f"To re-measure here, run `{REMEASURE}` (forces every evaluate stage, then rewrites the report); "
         f"for one build: `{force_one('BUILD')}`."
@@ -100,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["REMEASURE", "elsewhere", "force_one", "host_lines", "hosts_of", "recorded_host"]
+__all__ = ["REMEASURE", "REPORT_HOST", "elsewhere", "force_one", "host_lines", "hosts_of", "recorded_host"]
 
 
 if __name__ == "__main__":

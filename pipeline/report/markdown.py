@@ -198,13 +198,15 @@ def _is_fp32(r: Mapping[str, Any], report: Collected) -> bool:
 
 def to_markdown(report: Collected, plot_name: str | None) -> str:
     table = report.table
-    from pipeline.report.host import host_lines
+    from pipeline.report.host import REPORT_HOST, host_lines
 
     lines = ["# Build report", ""]
-    where = host_lines(report.metrics)
+    where = host_lines(report.metrics, this=REPORT_HOST)
     if where:
         lines += ["## Where these numbers come from", ""]
-        lines += [f"**{line}**" if "not on this host" in line else line for line in where]
+        lines += [f"**{line}**" if f"not on {REPORT_HOST}" in line else line for line in where]
+        lines.append("Reading this on another machine (a clone, or a report DVC restored from a cache): "
+                     "`python -m pipeline.report.host` says whether these numbers are from it.")
         lines.append("")
     lines += ["## What to ship", ""]
     by_name = {r["build"]: r for r in table}

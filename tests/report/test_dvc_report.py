@@ -94,7 +94,7 @@ def test_plots_label_builds_and_remeasure_reruns_only_evaluate(tmp_path, copy_fi
         m["environment"]["host"]["id"] = OTHER
         path.write_text(json.dumps(m))
     _run(repo, sys.executable, "-m", "pipeline.stages.report", "--metrics-dir", "metrics/builds", "--out", "reports")
-    assert f"measured on host {OTHER}, not on this host" in (repo / "reports" / "summary.md").read_text()
+    assert f"measured on host {OTHER}, not on the host that wrote this report" in (repo / "reports" / "summary.md").read_text()
     line = _run(repo, sys.executable, "-m", "pipeline.report.host").stdout
     assert line.startswith(f"warning: Latency and fidelity of every build were measured on host {OTHER}")
 
@@ -106,7 +106,7 @@ def test_plots_label_builds_and_remeasure_reruns_only_evaluate(tmp_path, copy_fi
         ran |= _ran(_run(repo, sys.executable, "-m", *cmd.split()))
     assert ran == {"evaluate@mlp_fp32", "evaluate@mlp_1thread", "report"}
     text = (repo / "reports" / "summary.md").read_text()
-    assert f"All numbers were measured on this host: {host()['id']}." in text
+    assert f"All numbers were measured on the host that wrote this report: {host()['id']}." in text
     assert json.loads((repo / "metrics" / "summary" / "mlp_fp32.json").read_text())["host"] == host()["id"]
 
     # the README's `dvc exp show` recipes print a narrow table: a few columns, nothing cut off
