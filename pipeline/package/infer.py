@@ -115,8 +115,14 @@ def made_up_inputs(sess: ort.InferenceSession, batch: int = 1, seed: int = 0) ->
 
 def load_inputs(path: Path, sess: ort.InferenceSession) -> dict[str, np.ndarray]:
     """The arrays of an .npz, one per model input by name, cast to the input's dtype."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):
+            sys.exit(f"error: {path} is a single array, not an .npz with one array per input (np.savez)")
+        with loaded as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:  # missing, not an .npz, or object arrays (never unpickled)
+        sys.exit(f"error: cannot read {path} as an .npz of arrays: {str(exc).strip().splitlines()[0]}")
     feeds = {}
     for arg in sess.get_inputs():
         if arg.name not in arrays:
@@ -146,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"providers: {', '.join(sess.get_providers())}")
     for name, value in feeds.items():
         print(f"input  {name}: shape {list(value.shape)} {value.dtype} ({source})")
-    outputs = sess.run(None, feeds)
+    try:
+        outputs = sess.run(None, feeds)
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors (wrong shape or type): one line
+        sys.exit(f"error: ONNX Runtime refused the inputs ({source}): {str(exc).strip().splitlines()[0]}")
     for arg, value in zip(sess.get_outputs(), outputs):
         value = np.asarray(value)
         print(f"output {arg.name}: shape {list(value.shape)} {value.dtype}")
