@@ -191,6 +191,10 @@ def package_build(
     not_ours = _not_a_package(folder, zip_path, build)
     if not_ours:  # --force replaces an earlier package, never a folder or file of something else
         raise PackageError(f"{not_ours}: not replaced, even with --force (choose another --out)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PackageError(f"cannot write packages into {out_dir}: {exc.strerror or exc} (choose another --out)") from None
 
     metrics = read_metrics(layout.metrics) or {}
     target = get_target(spec.target.name, key=f"builds.{build}.target.name", source=str(params_path))

@@ -150,6 +150,10 @@ def test_force_replaces_only_an_earlier_package(built_project, tmp_path):
     assert (other / "mlp_fp32" / "notes.txt").read_text() == "mine"
     (other / "mlp_fp32" / "notes.txt").unlink()
     (other / "mlp_fp32").rmdir()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(PackageError, match=r"cannot write packages into .*a_file/sub: Not a directory"):
+        package_build("mlp_fp32", root=built_project.path, out=blocker / "sub")
     (other / "mlp_fp32.zip").write_bytes(b"not a zip")
     with pytest.raises(PackageError, match=r"mlp_fp32.zip exists and is not a package of build 'mlp_fp32'"):
         package_build("mlp_fp32", root=built_project.path, out=other, force=True)
