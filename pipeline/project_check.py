@@ -113,12 +113,17 @@ def compose_raw(conf: Path, config_name: str, overrides: list[str]) -> dict[str,
 
 def _model_errors(data: Any, key: str, source: str) -> list[str]:
     """Every schema error of one model, one line each."""
-    from pydantic import ValidationError
-
     from pipeline.schema import ModelSpec
 
+    return _schema_errors(ModelSpec, data, key, source)
+
+
+def _schema_errors(cls: Any, data: Any, key: str, source: str) -> list[str]:
+    """Every pydantic error of ``data`` against ``cls``, one line each."""
+    from pydantic import ValidationError
+
     try:
-        ModelSpec.model_validate(data)
+        cls.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors(include_url=False):
@@ -133,6 +138,57 @@ def _model_errors(data: Any, key: str, source: str) -> list[str]:
             lines.append(f"{source}, key '{key}{loc}': {msg}")
         return lines
     return []
+
+
+def _build_errors(data: Any, key: str, source: str) -> list[str]:
+    """Every error of one recipe, one line each. ``validate_build`` stops at the first; here the
+    quantizer, the target and each pass are checked on their own (a bad one is replaced by a valid
+    stand-in), then the rest of the recipe against the schema."""
+    from collections.abc import Mapping
+
+    from pipeline.quantization import QUANTIZERS
+    from pipeline.schema import BuildSpec, Selected, validate_build, validate_pass
+    from pipeline.targets import TARGETS
+
+    try:
+        validate_build(data, key, source)
+        return []
+    except ConfigError as exc:
+        first = str(exc)
+    if not isinstance(data, Mapping):
+        return [first]
+    data, lines = dict(data), []
+    for field_, registry, stand_in in (("quantization", QUANTIZERS, "none"), ("target", TARGETS, "cpu")):
+        try:
+            if field_ not in data:
+                raise ConfigError(f"missing key '{field_}'", key=f"{key}.{field_}", source=source)
+            selected = validate_build({**_valid_stand_ins(), field_: data[field_]}, key, source)
+            data[field_] = getattr(selected, field_)
+        except ConfigError as exc:
+            lines.append(str(exc))
+            data[field_] = Selected(name=stand_in, params=registry[stand_in].Params())
+    passes = data.get("passes") or []
+    if isinstance(passes, (list, tuple)):
+        for i, entry in enumerate(passes):
+            try:
+                validate_pass(entry, f"{key}.passes[{i}]", source)
+            except ConfigError as exc:
+                lines.append(str(exc))
+                data["passes"] = []
+    lines += _schema_errors(BuildSpec, data, key, source)
+    return lines or [first]
+
+
+def _valid_stand_ins() -> dict[str, Any]:
+    return {"model": "_", "quantization": {"name": "none"}, "target": {"name": "cpu"}}
+
+
+def _compose_error(report: Report, source: str, exc: ConfigError, copy: Path, conf: str) -> None:
+    """A file that does not compose, with the check's temporary copy of conf/ named as the project's own
+    conf/; not listed again when it repeats an error already listed (a YAML syntax error)."""
+    text = str(exc).replace(str(copy), conf)
+    if not report.said(text):
+        report.error(f"{source}: does not compose: {text}")
 
 
 def check_models_and_recipes(conf: Path, root: Path, report: Report) -> dict[str, Any]:
@@ -159,13 +215,13 @@ def check_models_and_recipes(conf: Path, root: Path, report: Report) -> dict[str
                 try:
                     data["models"].update(compose_raw(copy, CHECK_CONFIG, []).get("models") or {})
                 except ConfigError as exc:
-                    report.error(f"conf/model/{stem}.yaml: does not compose: {exc}")
+                    _compose_error(report, f"conf/model/{stem}.yaml", exc, copy, _rel(conf, root))
             for stem in recipes:
                 primary.write_text(_config({}, [stem]))
                 try:
                     data["builds"].update(compose_raw(copy, CHECK_CONFIG, []).get("builds") or {})
                 except ConfigError as exc:
-                    report.error(f"conf/recipe/{stem}.yaml: does not compose: {exc}")
+                    _compose_error(report, f"conf/recipe/{stem}.yaml", exc, copy, _rel(conf, root))
     specs = {}
     for name, spec in (data.get("models") or {}).items():
         source = f"conf/model/{declared.get(name, name)}.yaml"
@@ -181,8 +237,9 @@ def check_models_and_recipes(conf: Path, root: Path, report: Report) -> dict[str
         source = f"conf/recipe/{stem}.yaml"
         try:
             build = validate_build(spec, f"builds.{stem}", source)
-        except ConfigError as exc:
-            report.error(str(exc))
+        except ConfigError:
+            for line in _build_errors(spec, f"builds.{stem}", source):
+                report.error(line)
             continue
         model = specs.get(build.model)
         if build.model not in (data.get("models") or {}):

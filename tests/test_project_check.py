@@ -100,3 +100,21 @@ def test_stale_params_is_an_error(ws):
     cpu.write_text(cpu.read_text().replace("threads: 0", "threads: 3"))
     report = check_project()
     assert any("stale" in e and "onnxbuild compose" in e for e in report.errors), report.errors
+
+
+def test_every_error_of_one_recipe_is_listed(ws):
+    (ws / "conf" / "recipe" / "many.yaml").write_text(
+        "# many errors\ndefaults:\n  - /build@_here_: default\n  - _self_\nmodel: digits_cnn\n"
+        "quantization: {name: bogus}\npasses: [{name: no_such_pass}]\n"
+        "evaluate: {runs: -3, warmup: -1}\ntarget: {threads: -2}\n"
+    )
+    mine = [e for e in check_project().errors if e.startswith("conf/recipe/many.yaml")]
+    for key in ("quantization.name", "target.threads", "passes[0].name", "evaluate.runs", "evaluate.warmup"):
+        assert any(f"builds.many.{key}'" in e for e in mine), (key, mine)
+    assert not any("more error(s)" in e for e in mine), mine
+
+
+def test_a_yaml_syntax_error_in_a_recipe_is_listed_once_with_its_own_path(ws):
+    (ws / "conf" / "recipe" / "broken.yaml").write_text("# broken\nmodel: digits_cnn\n  indent: broken: yaml\n")
+    mine = [e for e in check_project().errors if "broken.yaml" in e]
+    assert mine == ["conf/recipe/broken.yaml:3: YAML syntax error: mapping values are not allowed here"], mine
