@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.kills:
             start = time.perf_counter()
             repo = make_dvc_project(Path(tmp) / "kill")
-            figures.update(kill_trials(repo, args.kills, random.Random(args.seed)))
+            seen: list[str] = []
+            figures.update(kill_trials(repo, args.kills, random.Random(args.seed), seen))
+            for line in seen:
+                print(f"    {line}")
             kill_s = time.perf_counter() - start
     print(f"fuzzing ({fuzz_s:.0f} s):")
     for key in ("inputs tried", "  overrides", "  recipes", "one-line errors", "tracebacks", "silently accepted",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,7 +179,3 @@ def run_recipe(root: Path, content: str | bytes) -> Outcome:
         return run_compose(root, [])
     finally:
         recipe.write_bytes(good)
-
-
-def finite(x: float) -> bool:
-    return math.isfinite(x)

@@ -87,10 +87,10 @@ def _wait_no_stages(root: Path, seconds: float) -> list[int]:
         time.sleep(0.1)
 
 
-def kill_trials(root: Path, n: int, rng: random.Random) -> dict[str, int]:
+def kill_trials(root: Path, n: int, rng: random.Random, seen: list[str] | None = None) -> dict[str, int]:
     """``n`` trials: a forced `dvc repro` (the pipeline, or one random stage) killed with SIGKILL after
     a random delay (dvc alone, or its whole process group), then a plain `dvc repro`; returns the
-    figures."""
+    figures. ``seen``: receives a line per corrupt file found."""
     env = env_for(root)
     start = time.monotonic()
     run(root, *DVC, "repro")
@@ -135,9 +135,16 @@ def kill_trials(root: Path, n: int, rng: random.Random) -> dict[str, int]:
             figures["recovered"] += 1
         else:
             figures["not recovered"] += 1
+            if seen is not None:
+                tail = " | ".join((rec.stderr + rec.stdout + status.stdout).strip().splitlines()[-4:])
+                seen.append(f"trial {trial} ({' '.join(cmd[3:])}, {'group' if whole_group else 'dvc alone'}): "
+                            f"not recovered (repro exit {rec.returncode}): {tail[:400]}")
         if not clean:
             figures["dvc status dirty"] += 1
-        figures["corrupt"] += len(corrupt_files(root))
+        bad = corrupt_files(root)
+        figures["corrupt"] += len(bad)
+        if seen is not None:
+            seen.extend(f"trial {trial} ({' '.join(cmd[3:])}, {'group' if whole_group else 'dvc alone'}): {b}" for b in bad)
         if lock_hashes(root) != reference:
             figures["lost"] += 1
     return dict(figures)
