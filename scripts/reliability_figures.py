@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
         compose_main([])
         start = time.perf_counter()
-        figures = fuzz(root, args.inputs, args.seed)
+        figures = fuzz(root, args.inputs, args.seed) if args.inputs else {}
         fuzz_s = time.perf_counter() - start
         os.chdir(ROOT)
         if args.kills:
@@ -95,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             for line in seen:
                 print(f"    {line}")
             kill_s = time.perf_counter() - start
-    print(f"fuzzing ({fuzz_s:.0f} s):")
-    for key in ("inputs tried", "  overrides", "  recipes", "one-line errors", "tracebacks", "silently accepted",
-                "not one line", "params.yaml changed"):
-        print(f"  {key:<22} {figures.get(key, 0)}")
+    if args.inputs:
+        print(f"fuzzing ({fuzz_s:.0f} s):")
+        for key in ("inputs tried", "  overrides", "  recipes", "one-line errors", "tracebacks", "silently accepted",
+                    "not one line", "params.yaml changed"):
+            print(f"  {key:<22} {figures.get(key, 0)}")
     if args.kills:
         print(f"kills ({kill_s:.0f} s):")
         for key in ("kills", "recovered", "not recovered", "corrupt", "lost", "dvc status dirty", "stage outlived dvc"):

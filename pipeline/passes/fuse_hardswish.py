@@ -19,7 +19,11 @@ HARDSWISH_OPSET = 14  # ONNX HardSwish exists from opset 14
 
 
 def _scalar(name: str, inits: dict[str, Any], producers: dict[str, Any]) -> float | None:
-    """The value of a one-element constant (initializer or Constant node), else None."""
+    """The value of a one-element float constant of rank 0 or 1 (initializer or Constant node), else
+    None. A higher rank could broadcast the result to a larger shape, an integer one changes the
+    arithmetic, and an initializer that is also a graph input can be overridden at run time (the
+    caller leaves those out of ``inits``)."""
+    import numpy as np
     from onnx import numpy_helper
 
     if name in inits:
@@ -29,7 +33,9 @@ def _scalar(name: str, inits: dict[str, Any], producers: dict[str, Any]) -> floa
         if node is None or node.op_type != "Constant" or not node.attribute or node.attribute[0].name != "value":
             return None
         value = numpy_helper.to_array(node.attribute[0].t)
-    return float(value.reshape(-1)[0]) if value.size == 1 else None
+    if value.size != 1 or value.ndim > 1 or not np.issubdtype(value.dtype, np.floating):
+        return None
+    return float(value.reshape(-1)[0])
 
 
 def _names_read(graph) -> set[str]:
@@ -55,8 +61,12 @@ def fuse(model) -> int:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    inits = {init.name: init for init in graph.initializer}
-    outputs = {out.name for out in graph.output}
+    graph_inputs = {value.name for value in graph.input}
+    inits = {init.name: init for init in graph.initializer if init.name not in graph_inputs}
+    # read by a subgraph (If / Loop / Scan body) counts as used elsewhere, like a graph output
+    outputs = {out.name for out in graph.output} | {
+        name for node in graph.node for attr in node.attribute
+        for sub in ([attr.g] if attr.HasField("g") else list(attr.graphs)) for name in _names_read(sub)}
     native = onnx_opset(model) >= HARDSWISH_OPSET
 
     def only_use(name: str) -> Any:

@@ -13,13 +13,19 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.onnx_graphs import save_graph
 
 
-def hardswish_net(path: Path, opset: int, add_const: float = 3.0, reuse_clip: bool = False) -> Path:
-    """Conv -> written-out hard-swish -> Conv; constants as initializers (3, 0, 6) and a Constant node (6)."""
+def hardswish_net(path: Path, opset: int, add_const: float = 3.0, reuse_clip: bool = False,
+                  three: np.ndarray | None = None, subgraph_reads_clip: bool = False,
+                  three_is_input: bool = False) -> Path:
+    """Conv -> written-out hard-swish -> Conv; constants as initializers (3, 0, 6) and a Constant node (6).
+    ``three``: the array the Add adds (default float32 ``add_const``); ``subgraph_reads_clip``: an If
+    whose branches read the clipped tensor from the outer scope; ``three_is_input``: the 3 is an
+    initializer that is also a graph input (a caller may override it)."""
     rng = np.random.default_rng(0)
     w1 = numpy_helper.from_array(rng.normal(0, 1, (4, 3, 3, 3)).astype(np.float32), "w1")
     w2 = numpy_helper.from_array(rng.normal(0, 1, (2, 4, 1, 1)).astype(np.float32), "w2")
-    consts = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
-              (("three", add_const), ("zero", 0.0), ("six", 6.0))]
+    three = np.array(add_const, np.float32) if three is None else three
+    consts = [numpy_helper.from_array(three, "three"),
+              *(numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("zero", 0.0), ("six", 6.0)))]
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
         helper.make_node("Add", ["c1", "three"], ["a"], name="add"),
@@ -33,10 +39,17 @@ def hardswish_net(path: Path, opset: int, add_const: float = 3.0, reuse_clip: bo
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])]
     if reuse_clip:  # the clipped tensor is also a graph output: the pattern must stay
         outputs.append(helper.make_tensor_value_info("clipped", TensorProto.FLOAT, [1, 4, 8, 8]))
-    graph = helper.make_graph(
-        nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])], outputs,
-        initializer=[w1, w2, *consts],
-    )
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])]
+    if three_is_input:
+        inputs.append(helper.make_tensor_value_info("three", TensorProto.FLOAT, list(three.shape)))
+    if subgraph_reads_clip:
+        consts.append(numpy_helper.from_array(np.array(True), "cond"))
+        branch = helper.make_graph(
+            [helper.make_node("Identity", ["clipped"], ["branch_out"])], "branch", [],
+            [helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, [1, 4, 8, 8])])
+        nodes.append(helper.make_node("If", ["cond"], ["side"], name="if", then_branch=branch, else_branch=branch))
+        outputs.append(helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 4, 8, 8]))
+    graph = helper.make_graph(nodes, "hs", inputs, outputs, initializer=[w1, w2, *consts])
     return save_graph(graph, path, opset=opset)
 
 
@@ -60,12 +73,19 @@ def test_written_out_hardswish_becomes_one_activation(tmp_path, run_pass, opset,
     np.testing.assert_allclose(outputs(out, x)[0], outputs(src, x)[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["other constant", "intermediate used elsewhere"])
+NEAR_MISSES = {
+    "other constant": dict(add_const=4.0),
+    "intermediate is a graph output": dict(reuse_clip=True),
+    "intermediate read by a subgraph": dict(subgraph_reads_clip=True),
+    "rank-5 constant (would broadcast)": dict(three=np.full((1, 1, 1, 1, 1), 3.0, np.float32)),
+    "integer constant": dict(three=np.array(3, np.int64)),
+    "constant a caller can override": dict(three_is_input=True),
+}
+
+
+@pytest.mark.parametrize("case", list(NEAR_MISSES))
 def test_near_misses_stay_unchanged(tmp_path, run_pass, case):
-    if case == "other constant":
-        src = hardswish_net(tmp_path / "src.onnx", 14, add_const=4.0)
-    else:
-        src = hardswish_net(tmp_path / "src.onnx", 14, reuse_clip=True)
+    src = hardswish_net(tmp_path / "src.onnx", 14, **NEAR_MISSES[case])
     out, rec = run_pass("fuse_hardswish", src)
     assert rec["info"]["fused"] == 0
     assert ops(out) == ops(src)
