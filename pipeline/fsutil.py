@@ -28,13 +28,41 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with uninterrupted():  # a SIGTERM here (the stage's dvc died) would leave .NAME.old-PID behind
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+_critical = 0  # depth of uninterrupted() blocks in progress
+_pending: list[int] = []  # exit codes of the termination requests they deferred
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Defer a termination request (:func:`request_exit`, the stage's SIGTERM handler) until the block
+    ends: the swap of a finished result into place and the removal of the one it replaced run whole.
+    SIGKILL cannot be deferred; what it leaves, :func:`clean_stale` removes."""
+    global _critical
+    _critical += 1
+    try:
+        yield
+    finally:
+        _critical -= 1
+    if _critical == 0 and _pending:
+        raise SystemExit(_pending.pop())
+
+
+def request_exit(code: int) -> None:
+    """End the process with ``code`` now, or when the current :func:`uninterrupted` block ends."""
+    if _critical:
+        _pending.append(code)
+        return
+    raise SystemExit(code)
 
 
 def _tmp_prefix(target: Path) -> str:
@@ -58,8 +86,11 @@ def _alive(pid: int) -> bool:
 
 
 def clean_stale(target: str | os.PathLike) -> list[Path]:
-    """Remove what a killed writer of ``target`` left beside it (``.NAME.tmp-*``, ``.NAME.old-*``)
-    unless the process that is writing it is still alive; returns what was removed."""
+    """Remove what killed writers left beside ``target`` (``.NAME.tmp-*``, ``.NAME.old-*``, for
+    ``target`` and for its siblings: another stage's leftover in the same folder would otherwise stay
+    until that stage reruns, which DVC skips when its result is intact) unless the process that is
+    writing it is still alive; returns what was removed. ``target``'s own ``.old-`` copy comes back
+    when ``target`` is missing (killed between the two renames)."""
     target = Path(target)
     removed: list[Path] = []
     try:
@@ -68,13 +99,14 @@ def clean_stale(target: str | os.PathLike) -> list[Path]:
         return removed
     for path in sorted(siblings, key=lambda p: ".old-" not in p.name):  # .old- first
         m = _LEFTOVER.match(path.name)
-        if m is None or m.group("name") != target.name:
+        if m is None:
             continue
         if m.group("pid") and _alive(int(m.group("pid"))):
             continue
-        if ".old-" in path.name and not target.exists():
-            os.replace(path, target)  # killed between the two renames: the earlier result comes back
-            continue
+        if ".old-" in path.name and not (target.parent / m.group("name")).exists():
+            if m.group("name") == target.name:
+                os.replace(path, target)  # killed between the two renames: the earlier result comes back
+            continue  # a sibling's: its own stage restores it
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:

@@ -124,7 +124,9 @@ def die_with_parent() -> None:
         raise SystemExit(128 + signal.SIGTERM)
 
     def _exit(signum, frame):  # noqa: ARG001
-        raise SystemExit(128 + signum)
+        from pipeline.fsutil import request_exit
+
+        request_exit(128 + signum)  # deferred while a finished result is being swapped into place
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit)
