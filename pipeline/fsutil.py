@@ -53,8 +53,10 @@ def uninterrupted() -> Iterator[None]:
         yield
     finally:
         _critical -= 1
-    if _critical == 0 and _pending:
-        raise SystemExit(_pending.pop())
+        if _critical == 0 and _pending:  # also when the block raised: the exit is not lost
+            code = _pending[0]
+            _pending.clear()  # one exit for any number of requests
+            raise SystemExit(code)
 
 
 def request_exit(code: int) -> None:

@@ -159,3 +159,38 @@ def test_a_termination_request_during_the_swap_waits_for_it(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     with pytest.raises(SystemExit):  # outside a swap it ends the process at once
         fsutil.request_exit(143)
+
+
+@pytest.fixture
+def fresh_exit_state():
+    from pipeline import fsutil
+
+    yield fsutil
+    fsutil._critical = 0
+    fsutil._pending.clear()
+
+
+def test_a_termination_request_is_not_lost_when_the_block_fails(fresh_exit_state):
+    """A SIGTERM deferred by a block that then raises (a rename failing, say) still ends the process
+    when the block ends; it is not carried, unseen, to some later block."""
+    fsutil = fresh_exit_state
+    with pytest.raises(SystemExit) as exc:
+        with fsutil.uninterrupted():
+            fsutil.request_exit(143)
+            raise OSError("rename failed")
+    assert exc.value.code == 143
+    assert isinstance(exc.value.__context__, OSError)  # the failure stays visible in the traceback
+    with fsutil.uninterrupted():  # nothing left pending
+        pass
+
+
+def test_two_termination_requests_end_the_process_once(fresh_exit_state):
+    """A second SIGTERM during the same block: one SystemExit, and no stale request that a later
+    block (after a caller handled the first) would raise after its work is done."""
+    fsutil = fresh_exit_state
+    with pytest.raises(SystemExit):
+        with fsutil.uninterrupted():
+            fsutil.request_exit(143)
+            fsutil.request_exit(143)
+    with fsutil.uninterrupted():
+        pass
