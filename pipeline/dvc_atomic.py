@@ -13,20 +13,17 @@ that renames them fails a test instead of silently losing the protection.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
+# Imported at every interpreter start (the .pth): nothing heavy at module level (importlib.abc,
+# tempfile and typing cost ~8 ms of a ~30 ms start); the patching code imports what it needs.
 import os
 import sys
-import tempfile
-from contextlib import contextmanager
-from typing import Any
 
 PTH_NAME = "onnxbuild-dvc-atomic.pth"  # the file scripts/venv.sh writes into site-packages
 PTH_LINE = "import pipeline.dvc_atomic as m; m.install()\n"
 PATCHED = {"dvc.utils.serialize._common": "_dump_data", "dvc.rwlock": "_edit_rwlock"}
 
 
-def _is_local(fs: Any) -> bool:
+def _is_local(fs: object) -> bool:
     if fs is None:
         return True
     protocol = getattr(fs, "protocol", None)
@@ -35,8 +32,11 @@ def _is_local(fs: Any) -> bool:
 
 def _replace_atomically(path: str, write) -> None:
     """Call ``write(fobj)`` on a temporary text file beside ``path``, then rename it over ``path``
-    (keeping ``path``'s mode when it exists)."""
-    path = os.fspath(path)
+    (keeping ``path``'s mode when it exists). A symlinked ``path`` stays a link: the file it points
+    to is replaced, as DVC's ``open(path, "w")`` writes through the link."""
+    import tempfile
+
+    path = os.path.realpath(os.fspath(path))
     folder = os.path.dirname(os.path.abspath(path))
     try:
         mode = os.stat(path).st_mode & 0o7777
@@ -78,6 +78,7 @@ def _patch_rwlock(module) -> None:
     """``_edit_rwlock`` as DVC 3.67 writes it, with the final write made atomic."""
     import json
     from collections import defaultdict
+    from contextlib import contextmanager
 
     from voluptuous import Invalid
 
@@ -115,8 +116,8 @@ _PATCHERS = {"dvc.utils.serialize._common": _patch_serialize, "dvc.rwlock": _pat
 assert set(_PATCHERS) == set(PATCHED)
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader, patch) -> None:
+class _PatchingLoader:  # an importlib Loader (duck-typed: importlib.abc is slow to import)
+    def __init__(self, loader, patch) -> None:
         self._loader = loader
         self._patch = patch
 
@@ -128,12 +129,14 @@ class _PatchingLoader(importlib.abc.Loader):
         self._patch(module)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:  # an importlib MetaPathFinder
     def find_spec(self, fullname, path, target=None):
         patch = _PATCHERS.get(fullname)
         if patch is None:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
         spec.loader = _PatchingLoader(spec.loader, patch)

@@ -74,3 +74,31 @@ def test_the_rwlock_round_trips_through_the_atomic_writer(tmp_path):
         assert list(held["write"]) == ["b"] and list(held["read"]) == ["a"]
     assert json.loads((tmp_path / rwlock.RWLOCK_FILE).read_text()) == {}  # released, as DVC's own leaves it
     assert sorted(p.name for p in tmp_path.iterdir()) == [rwlock.RWLOCK_FILE, rwlock.RWLOCK_LOCK]
+
+
+def test_a_symlinked_lock_stays_a_symlink(tmp_path):
+    """DVC writes through a symlinked dvc.lock (open(path, 'w')); the atomic write replaces the file it
+    points to, not the link."""
+    import dvc.utils.serialize._common as common
+
+    dvc_atomic.install()
+    real = tmp_path / "shared" / "dvc.lock"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "dvc.lock"
+    link.symlink_to(real)
+    common._dump_data(str(link), "new\n", dumper=lambda data, fobj: fobj.write(data))
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in real.parent.iterdir()) == ["dvc.lock"]
+
+
+def test_the_pth_line_keeps_interpreter_start_light():
+    """The .pth runs at every start of every Python of the environment: installing the import hook
+    must not pull in heavy modules (importlib.abc, tempfile and typing cost ~8 ms of a ~30 ms start);
+    the patching needs them only once DVC itself is imported."""
+    out = run_python("-c", "import sys; print(sorted(m for m in ('importlib.abc', 'tempfile', 'typing') "
+                           "if m in sys.modules)); print(sys.modules['pipeline.dvc_atomic'].__name__)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "pipeline.dvc_atomic"]
