@@ -18,11 +18,11 @@ from pipeline.schema import Strict
 HARDSWISH_OPSET = 14  # ONNX HardSwish exists from opset 14
 
 
-def _scalar(name: str, inits: dict[str, Any], producers: dict[str, Any]) -> float | None:
+def _scalar(name: str, inits: dict[str, Any], producers: dict[str, Any], max_rank: int = 1) -> float | None:
     """The value of a one-element float constant of rank 0 or 1 (initializer or Constant node), else
-    None. A higher rank could broadcast the result to a larger shape, an integer one changes the
-    arithmetic, and an initializer that is also a graph input can be overridden at run time (the
-    caller leaves those out of ``inits``)."""
+    None. A higher rank could broadcast the result to a larger shape (rank 1 too, against a scalar:
+    the caller passes ``max_rank=0`` then), an integer one changes the arithmetic, and an initializer
+    that is also a graph input can be overridden at run time (the caller leaves those out of ``inits``)."""
     import numpy as np
     from onnx import numpy_helper
 
@@ -33,7 +33,7 @@ def _scalar(name: str, inits: dict[str, Any], producers: dict[str, Any]) -> floa
         if node is None or node.op_type != "Constant" or not node.attribute or node.attribute[0].name != "value":
             return None
         value = numpy_helper.to_array(node.attribute[0].t)
-    if value.size != 1 or value.ndim > 1 or not np.issubdtype(value.dtype, np.floating):
+    if value.size != 1 or value.ndim > max_rank or not np.issubdtype(value.dtype, np.floating):
         return None
     return float(value.reshape(-1)[0])
 
@@ -47,6 +47,12 @@ def _names_read(graph) -> set[str]:
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
                 names |= _names_read(sub)
     return names
+
+
+def _ranks(graph) -> dict[str, int]:
+    """The rank of every tensor whose shape ``graph`` records (inputs, outputs, value_info)."""
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.input, *graph.output, *graph.value_info)
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
 
 
 def fuse(model) -> int:
@@ -68,6 +74,21 @@ def fuse(model) -> int:
         name for node in graph.node for attr in node.attribute
         for sub in ([attr.g] if attr.HasField("g") else list(attr.graphs)) for name in _names_read(sub)}
     native = onnx_opset(model) >= HARDSWISH_OPSET
+    ranks = _ranks(graph)
+    inferred = False
+
+    def rank(name: str) -> int | None:
+        """``name``'s rank, from the graph or else from shape inference (run once, when needed)."""
+        nonlocal ranks, inferred
+        if name not in ranks and not inferred:
+            import onnx
+
+            inferred = True
+            try:
+                ranks = {**_ranks(onnx.shape_inference.infer_shapes(model).graph), **ranks}
+            except Exception:  # noqa: BLE001 - no inferred shapes: rank-1 constants are left alone
+                pass
+        return ranks.get(name)
 
     def only_use(name: str) -> Any:
         users = consumers.get(name, [])
@@ -75,32 +96,47 @@ def fuse(model) -> int:
 
     drop: set[int] = set()
     replace: dict[int, list[Any]] = {}
+    # names of the new nodes and tensors: unique in the graph even when the Div is unnamed
+    taken = {n.name for n in graph.node} | {name for n in graph.node for name in (*n.input, *n.output)}
+    taken |= {i.name for i in graph.initializer} | graph_inputs | outputs
+
+    def fresh(base: str) -> str:
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        return name
     for clip in graph.node:
         if clip.op_type != "Clip" or len(clip.input) != 3:
             continue
         add = producers.get(clip.input[0])
         if add is None or add.op_type != "Add" or only_use(add.output[0]) is not clip:
             continue
-        bounds = (_scalar(clip.input[1], inits, producers), _scalar(clip.input[2], inits, producers))
-        if bounds != (0.0, 6.0) or _scalar(add.input[1], inits, producers) != 3.0:
-            continue
         x = add.input[0]
+        bounds = (_scalar(clip.input[1], inits, producers), _scalar(clip.input[2], inits, producers))
+        if bounds != (0.0, 6.0):
+            continue
+        # a rank-1 constant added to (divided into) a scalar x makes the result rank 1: HardSwish(x) would not
+        max_rank = 1 if (rank(x) or 0) >= 1 else 0
+        if _scalar(add.input[1], inits, producers, max_rank) != 3.0:
+            continue
         mul = only_use(clip.output[0])
         if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, clip.output[0]]):
             continue
         div = only_use(mul.output[0])
         if div is None or div.op_type != "Div" or div.input[0] != mul.output[0]:
             continue
-        if _scalar(div.input[1], inits, producers) != 6.0:
+        if _scalar(div.input[1], inits, producers, max_rank) != 6.0:
             continue
         drop |= {id(add), id(clip), id(mul)}
+        base = div.name or div.output[0]
         if native:
-            replace[id(div)] = [helper.make_node("HardSwish", [x], [div.output[0]], name=f"{div.name}/HardSwish")]
+            replace[id(div)] = [helper.make_node("HardSwish", [x], [div.output[0]], name=fresh(f"{base}/HardSwish"))]
         else:
-            gate = f"{div.name}/HardSigmoid"
+            gate = fresh(f"{base}/HardSigmoid")
             replace[id(div)] = [
                 helper.make_node("HardSigmoid", [x], [gate], name=gate, alpha=1.0 / 6.0, beta=0.5),
-                helper.make_node("Mul", [x, gate], [div.output[0]], name=f"{div.name}/Mul"),
+                helper.make_node("Mul", [x, gate], [div.output[0]], name=fresh(f"{base}/Mul")),
             ]
     if replace:
         nodes = []

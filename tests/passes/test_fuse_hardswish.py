@@ -108,3 +108,44 @@ def test_quantizes_statically_with_the_activation_in_float(tmp_path, run_pass):
     x = np.random.default_rng(2).random((1, 3, 8, 8), dtype=np.float32)  # the calibration's range
     a, b = outputs(dst, x)[0], outputs(fused, x)[0]
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+def chained_unnamed_net(path: Path, opset: int, x_shape: list[int]) -> Path:
+    """Two hard-swishes in a row on ``x`` (shape ``x_shape``), nodes unnamed (as some exporters and
+    hand-built graphs leave them), constants of shape [1] (as Paddle2ONNX writes them)."""
+    consts = [numpy_helper.from_array(np.full([1], v, np.float32), n) for n, v in (("three", 3), ("zero", 0), ("six", 6))]
+    nodes, src = [], "x"
+    for k in range(2):
+        nodes += [helper.make_node("Add", [src, "three"], [f"a{k}"]),
+                  helper.make_node("Clip", [f"a{k}", "zero", "six"], [f"c{k}"]),
+                  helper.make_node("Mul", [src, f"c{k}"], [f"m{k}"]),
+                  helper.make_node("Div", [f"m{k}", "six"], [f"h{k}"])]
+        src = f"h{k}"
+    graph = helper.make_graph(nodes, "hs2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info(src, TensorProto.FLOAT, x_shape or [1])], initializer=consts)
+    return save_graph(graph, path, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [13, 14])
+def test_unnamed_patterns_get_unique_node_and_tensor_names(tmp_path, run_pass, opset):
+    """Two fused patterns whose Div nodes have no name: the new nodes (and, below opset 14, the
+    HardSigmoid's output tensor) were all named '/HardSwish' or '/HardSigmoid', a model onnxruntime refuses."""
+    src = chained_unnamed_net(tmp_path / "src.onnx", opset, [2, 4])
+    out, rec = run_pass("fuse_hardswish", src)
+    assert rec["info"]["fused"] == 2
+    names = [n.name for n in onnx.load(str(out)).graph.node]
+    assert len(set(names)) == len(names)
+    x = np.linspace(-5, 5, 8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(outputs(out, x)[0], outputs(src, x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_rank_1_constant_against_a_scalar_keeps_the_pattern(tmp_path, run_pass):
+    """x + [3] for a scalar x is a rank-1 tensor; HardSwish(x) would be a scalar: the first pattern
+    stays, the second (whose input is already rank 1) is fused, and the output keeps its shape."""
+    src = chained_unnamed_net(tmp_path / "src.onnx", 14, [])
+    out, rec = run_pass("fuse_hardswish", src)
+    assert rec["info"]["fused"] == 1
+    x = np.array(1.5, np.float32)
+    got, want = outputs(out, x)[0], outputs(src, x)[0]
+    assert got.shape == want.shape == (1,)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
