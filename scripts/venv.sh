@@ -9,7 +9,7 @@ stamp_src=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c
 stamp=.venv/.installed-$stamp_src
 
 if [ -f "$stamp" ] && [ -x .venv/bin/python ]; then
-  .venv/bin/python -m pipeline.dvc_atomic >/dev/null  # DVC's lock writes made atomic (pipeline/dvc_atomic.py)
+  .venv/bin/python -c "import pipeline.dvc_atomic as m; m.write_pth()"  # (not -m: the .pth imported it already, runpy warns) DVC's lock writes made atomic (pipeline/dvc_atomic.py)
   exit 0
 fi
 if [ ! -x .venv/bin/python ]; then
@@ -19,6 +19,6 @@ fi
 echo "installing the project into .venv (pinned by requirements/constraints.txt)" >&2
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
-.venv/bin/python -m pipeline.dvc_atomic >/dev/null  # DVC's lock writes made atomic (pipeline/dvc_atomic.py)
+.venv/bin/python -c "import pipeline.dvc_atomic as m; m.write_pth()"  # (not -m: the .pth imported it already, runpy warns) DVC's lock writes made atomic (pipeline/dvc_atomic.py)
 rm -f .venv/.installed-*
 touch "$stamp"

@@ -102,3 +102,17 @@ def test_the_pth_line_keeps_interpreter_start_light():
                            "if m in sys.modules)); print(sys.modules['pipeline.dvc_atomic'].__name__)")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "pipeline.dvc_atomic"]
+
+
+def test_venv_sh_writes_the_pth_quietly():
+    """The commands scripts/venv.sh runs to (re)write the .pth succeed with nothing on stderr (run as
+    ``-m``, the module the .pth had already imported made runpy warn at every run)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [line for line in (root / "scripts" / "venv.sh").read_text().splitlines() if "dvc_atomic" in line]
+    assert len(lines) == 2
+    for line in {line.strip() for line in lines}:
+        out = subprocess.run(["bash", "-c", line.replace(".venv/bin/python", sys.executable, 1)],
+                             cwd=root, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stderr == "", out.stderr
