@@ -28,14 +28,18 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    with uninterrupted():  # a SIGTERM here (the stage's dvc died) would leave .NAME.old-PID behind
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    try:
+        with uninterrupted():  # a SIGTERM here (the stage's dvc died) would leave .NAME.old-PID behind
+            old = None
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{os.getpid()}"
+                os.replace(target, old)
+            os.replace(tmp, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    except BaseException:  # a SIGTERM just before the block began, or a failed rename
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap was done
+        raise
 
 
 _critical = 0  # depth of uninterrupted() blocks in progress

@@ -194,3 +194,27 @@ def test_two_termination_requests_end_the_process_once(fresh_exit_state):
             fsutil.request_exit(143)
     with fsutil.uninterrupted():
         pass
+
+
+def test_a_termination_just_before_the_swap_leaves_no_temporary(tmp_path, fresh_exit_state):
+    """The SIGTERM arriving after the block's work but before the swap's uninterrupted() began (a
+    few bytecodes): the finished temporary copy is removed, the earlier result stays."""
+    import contextlib
+
+    fsutil = fresh_exit_state
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "f").write_text("earlier")
+
+    @contextlib.contextmanager
+    def terminated_on_entry():
+        raise SystemExit(143)
+        yield  # pragma: no cover
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fsutil, "uninterrupted", terminated_on_entry)
+        with pytest.raises(SystemExit):
+            with fsutil.atomic_dir(target) as tmp:
+                (tmp / "f").write_text("new")
+    assert (target / "f").read_text() == "earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
