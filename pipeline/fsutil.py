@@ -50,8 +50,17 @@ _pending: list[int] = []  # exit codes of the termination requests they deferred
 def uninterrupted() -> Iterator[None]:
     """Defer a termination request (:func:`request_exit`, the stage's SIGTERM handler) until the block
     ends: the swap of a finished result into place and the removal of the one it replaced run whole.
-    SIGKILL cannot be deferred; what it leaves, :func:`clean_stale` removes."""
+    SIGKILL cannot be deferred; what it leaves, :func:`clean_stale` removes.
+
+    Only the main thread's blocks defer: signal handlers run there, and a SystemExit raised at the
+    end of another thread's block would end that thread, not the process (the request lost). A
+    non-daemon thread's swap still completes: the interpreter waits for it before it exits."""
     global _critical
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _critical += 1
     try:
         yield

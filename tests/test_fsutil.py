@@ -218,3 +218,29 @@ def test_a_termination_just_before_the_swap_leaves_no_temporary(tmp_path, fresh_
                 (tmp / "f").write_text("new")
     assert (target / "f").read_text() == "earlier"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_worker_threads_swap_does_not_swallow_the_termination(fresh_exit_state):
+    """A SIGTERM (handled in the main thread) while a worker thread is in an uninterrupted block ends
+    the main thread at once; it was deferred to the worker's block end, where the SystemExit ended
+    only the worker and the process went on."""
+    import threading
+
+    fsutil = fresh_exit_state
+    inside, release = threading.Event(), threading.Event()
+
+    def worker():
+        with fsutil.uninterrupted():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(SystemExit):
+            fsutil.request_exit(143)
+    finally:
+        release.set()
+        thread.join(10)
+    assert not fsutil._pending
