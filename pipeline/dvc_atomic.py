@@ -19,7 +19,10 @@ import os
 import sys
 
 PTH_NAME = "onnxbuild-dvc-atomic.pth"  # the file scripts/venv.sh writes into site-packages
-PTH_LINE = "import pipeline.dvc_atomic as m; m.install()\n"
+# one line (site.py runs .pth lines that start with "import"); a checkout that moved or an environment
+# without the project must not print a traceback at every interpreter start: then it does nothing
+PTH_LINE = ('import sys; exec("try:\\n    import pipeline.dvc_atomic as _m\\nexcept ImportError:\\n    pass\\n'
+            'else:\\n    _m.install()")\n')
 PATCHED = {"dvc.utils.serialize._common": "_dump_data", "dvc.rwlock": "_edit_rwlock"}
 
 

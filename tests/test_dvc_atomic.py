@@ -116,3 +116,17 @@ def test_venv_sh_writes_the_pth_quietly():
         out = subprocess.run(["bash", "-c", line.replace(".venv/bin/python", sys.executable, 1)],
                              cwd=root, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_the_pth_line_is_silent_when_the_project_cannot_be_imported(tmp_path):
+    """A checkout that moved (the editable install points nowhere) must not print a traceback at every
+    start of the environment's Python: the .pth line does nothing then."""
+    import subprocess
+
+    code = f"import sys; sys.modules['pipeline'] = None\n{dvc_atomic.PTH_LINE}print('started')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "started\n" and out.stderr == "", out.stderr
+    code = f"{dvc_atomic.PTH_LINE}import dvc.rwlock, pipeline.dvc_atomic as m; print(m.active())"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, env={"PYTHONPATH": ":".join(p for p in sys.path if p)})
+    assert out.stdout.strip() == "{'dvc.rwlock': True}", out.stderr
