@@ -186,6 +186,13 @@ def test_build_and_model_names_are_folder_safe(name):
         ({"evaluate": {"fidelity_samples": 300}}, "builds.b.evaluate.fidelity_samples"),  # the model holds 256
         ({"target": {"name": "cpu", "threads": 10**5}}, "builds.b.target.threads"),
         ({"target": {"name": "cpu", "provider_options": {"device_id": 0}}}, "builds.b.target.provider_options.device_id"),
+        ({"quantization": {"name": "static_int8", "calibration": {"num_samples": 10**12}}},
+         "builds.b.quantization.calibration.num_samples"),
+        ({"quantization": {"name": "auto", "calibration": {"num_samples": 10**12}}},
+         "builds.b.quantization.calibration.num_samples"),
+        ({"quantization": {"name": "auto", "final": {"runs": 1e23}}}, "builds.b.quantization.final.runs"),
+        ({"quantization": {"name": "auto", "screen": {"fidelity_samples": 10**9}}},
+         "builds.b.quantization.screen.fidelity_samples"),
     ],
 )
 def test_unbounded_non_finite_and_clipped_values_are_errors(changes, key):

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from pipeline.passes.base import uses_external_data
 from pipeline.quantization.base import QuantContext, Quantizer, check_exclusions, check_loads, op_types_to_quantize
-from pipeline.schema import Factory, Strict
+from pipeline.schema import MAX_SAMPLES, Factory, Strict
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 QDQ_PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's axis attribute
@@ -24,7 +24,7 @@ MIN_OPSET = 11
 
 class Calibration(Strict):
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    num_samples: int = Field(128, ge=1)
+    num_samples: int = Field(128, ge=1, le=MAX_SAMPLES)
     percentile: float = Field(99.999, gt=0.0, le=100.0)  # percentile method only
     dataset: Factory | None = None  # None: the model's calibration factory, else random input samples
     seed: int = 0

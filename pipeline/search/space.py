@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.schema import Factory, Strict
+from pipeline.schema import MAX_RUNS, MAX_SAMPLES, MAX_WARMUP, Factory, Strict
 
 Graph = Literal["passes", "transformer"]
 Mode = Literal["dynamic", "static"]
@@ -52,7 +52,7 @@ class Space(Strict):
 class CalibrationData(Strict):
     """Calibration data of the static candidates (the method is a search dimension)."""
 
-    num_samples: int = Field(64, ge=1)
+    num_samples: int = Field(64, ge=1, le=MAX_SAMPLES)
     percentile: float = Field(99.999, gt=0.0, le=100.0)
     dataset: Factory | None = None  # None: the model's calibration factory, else random input samples
     seed: int = 0
@@ -63,27 +63,27 @@ class MixedPrecision(Strict):
     build's fidelity and accuracy gates hold."""
 
     enabled: bool = True
-    candidates: int = Field(1, ge=0)  # how many gate-failing candidates (closest to the gates first) get steps
-    ranking_samples: int = Field(8, ge=1)  # calibration samples that rank the nodes
-    max_steps: int = Field(6, ge=1)  # quantize-and-measure steps per candidate
+    candidates: int = Field(1, ge=0, le=64)  # how many gate-failing candidates (closest to the gates first) get steps
+    ranking_samples: int = Field(8, ge=1, le=MAX_SAMPLES)  # calibration samples that rank the nodes
+    max_steps: int = Field(6, ge=1, le=64)  # quantize-and-measure steps per candidate
 
 
 class Screen(Strict):
     """The cheap first look at every candidate."""
 
-    fidelity_samples: int = Field(32, ge=1)
-    warmup: int = Field(3, ge=1)
-    runs: int = Field(40, ge=4)
-    blocks: int = Field(4, ge=2)
+    fidelity_samples: int = Field(32, ge=1, le=MAX_SAMPLES)
+    warmup: int = Field(3, ge=1, le=MAX_WARMUP)
+    runs: int = Field(40, ge=4, le=MAX_RUNS)
+    blocks: int = Field(4, ge=2, le=1000)
 
 
 class Final(Strict):
     """The finalists, measured together against the fp32 export in one interleaved run."""
 
-    finalists: int = Field(2, ge=1)  # best screened candidates passing the quality gates
-    warmup: int = Field(10, ge=1)
-    runs: int = Field(200, ge=10)
-    blocks: int = Field(10, ge=2)
+    finalists: int = Field(2, ge=1, le=64)  # best screened candidates passing the quality gates
+    warmup: int = Field(10, ge=1, le=MAX_WARMUP)
+    runs: int = Field(200, ge=10, le=MAX_RUNS)
+    blocks: int = Field(10, ge=2, le=1000)
 
 
 @dataclass(frozen=True)
