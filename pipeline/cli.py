@@ -41,7 +41,8 @@ def _check(args: argparse.Namespace, rest: list[str]) -> int:
     for line in report.notes:
         print(f"note: {line}")
     c = report.counts
-    what = (f"{c.get('models', 0)} model files, {c.get('recipes', 0)} recipes, {c.get('builds', 0)} declared builds, "
+    builds = f"{c['builds']} declared builds" if "builds" in c else "builds unknown: the project did not compose"
+    what = (f"{c.get('models', 0)} model files, {c.get('recipes', 0)} recipes, {builds}, "
             f"{c.get('targets', 0)} _target_ modules")
     if report.errors:
         print(f"onnxbuild check: {len(report.errors)} error(s) in {args.conf}/ ({what})", file=sys.stderr)

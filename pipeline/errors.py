@@ -44,7 +44,7 @@ class ConfigError(PipelineError):
         head = ", ".join(parts)
         text = f"{head}: {message}" if head else message
         if self.choices is not None:
-            text += f" (valid choices: {', '.join(self.choices)})"
+            text += f" (valid choices: {', '.join(self.choices)})" if self.choices else " (there are no valid choices yet)"
         super().__init__(text)
 
 

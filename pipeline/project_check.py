@@ -245,7 +245,7 @@ def check_models_and_recipes(conf: Path, root: Path, report: Report) -> dict[str
         if build.model not in (data.get("models") or {}):
             report.error(
                 f"{source}, key 'model': unknown model '{build.model}' "
-                f"(valid choices: {', '.join(sorted(data.get('models') or {}))})"
+                f"(valid choices: {', '.join(sorted(data.get('models') or {})) or 'none: no model composed'})"
             )
         elif model is not None:
             try:

@@ -13,3 +13,8 @@ def test_config_and_stage_errors_are_one_line():
     assert str(err) == "conf/recipe/b.yaml, key 'builds.b.passes[0].name': unknown pass 'x' (valid choices: a, b)"
     err = StageError("export", "verify", "max abs err 0.5 > atol", "logs/export/m.log")
     assert str(err) == "export stage, verify failed: max abs err 0.5 > atol (full log: logs/export/m.log)"
+
+
+def test_an_empty_list_of_choices_is_said_in_words():
+    err = ConfigError("unknown model 'm'", key="builds.b.model", choices=[])
+    assert str(err) == "key 'builds.b.model': unknown model 'm' (there are no valid choices yet)"

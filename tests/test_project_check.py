@@ -71,6 +71,7 @@ def test_broken_recipes_declared_or_not_are_all_listed(ws, capsys):
     assert main(["check"]) == 1
     err = capsys.readouterr().err
     assert err.count("error: ") >= 3 and "error(s) in conf/" in err
+    assert "builds unknown: the project did not compose" in err and "0 declared builds" not in err
 
 
 def test_a_target_that_fails_on_import_and_missing_paths_are_listed(ws):
