@@ -623,11 +623,12 @@ def check_samples(build: BuildSpec, model: ModelSpec, key: str, source: str | No
 def check_gate_names(build: BuildSpec, model: ModelSpec, key: str, source: str | None = None) -> None:
     """Every ``gates.min`` / ``gates.max`` name must be measurable for the model's task (or be a
     custom metric the model or the build declares); one error naming the key and the valid names."""
-    from pipeline.evaluate.gates import gate_names
+    from pipeline.evaluate.gates import GATES, gate_names, impossible_gate
 
+    gates = build.evaluate.gates
     valid = gate_names(model.task, [*model.metrics, *build.evaluate.metrics])
     for kind in ("min", "max"):
-        for name, threshold in getattr(build.evaluate.gates, kind).items():
+        for name, threshold in getattr(gates, kind).items():
             if name not in valid:
                 raise ConfigError(
                     f"gate '{name}' cannot be measured for a model with task '{model.task}'",
@@ -641,6 +642,15 @@ def check_gate_names(build: BuildSpec, model: ModelSpec, key: str, source: str |
                     key=f"{key}.evaluate.gates.{kind}.{name}",
                     source=source,
                 )
+            why = impossible_gate(valid[name], kind, threshold)
+            if why:
+                raise ConfigError(f"this gate can never pass: {why}", key=f"{key}.evaluate.gates.{kind}.{name}",
+                                  source=source)
+    for name, (path, kind) in GATES.items():
+        threshold = getattr(gates, name)
+        why = None if threshold is None else impossible_gate(path, kind, threshold)
+        if why:
+            raise ConfigError(f"this gate can never pass: {why}", key=f"{key}.evaluate.gates.{name}", source=source)
 
 
 def pass_params(spec: PassSpec, key: str = "passes") -> Any:

@@ -186,6 +186,9 @@ def test_build_and_model_names_are_folder_safe(name):
         ({"evaluate": {"fidelity_samples": 300}}, "builds.b.evaluate.fidelity_samples"),  # the model holds 256
         ({"target": {"name": "cpu", "threads": 10**5}}, "builds.b.target.threads"),
         ({"target": {"name": "cpu", "provider_options": {"device_id": 0}}}, "builds.b.target.provider_options.device_id"),
+        ({"evaluate": {"gates": {"min_cosine": 2}}}, "builds.b.evaluate.gates.min_cosine"),
+        ({"evaluate": {"gates": {"min": {"cosine_min": 1.5}}}}, "builds.b.evaluate.gates.min.cosine_min"),
+        ({"evaluate": {"gates": {"max_p50_ms": -1}}}, "builds.b.evaluate.gates.max_p50_ms"),
         ({"quantization": {"name": "static_int8", "calibration": {"num_samples": 10**12}}},
          "builds.b.quantization.calibration.num_samples"),
         ({"quantization": {"name": "auto", "calibration": {"num_samples": 10**12}}},

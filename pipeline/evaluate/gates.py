@@ -63,6 +63,35 @@ TASK_HEADLINE: dict[str, tuple[str, int]] = {
     "regression": ("rel_err_max", -1),
     "other": ("rel_err_max", -1),
 }
+# the values a figure can take (by metric path): a min gate above the top, or a max gate below the
+# bottom, can never pass, and is refused at compose; figures not listed are unbounded above, >= 0
+_UNIT = (0.0, 1.0)
+FIGURE_RANGES: dict[str, tuple[float, float]] = {
+    "fidelity.cosine_min": (-1.0, 1.0),
+    "fidelity.cosine_mean": (-1.0, 1.0),
+    "fidelity.embedding_cosine_min": (-1.0, 1.0),
+    "fidelity.embedding_cosine_mean": (-1.0, 1.0),
+    "fidelity.top1_agreement": _UNIT,
+    "fidelity.top1_agreement_min": _UNIT,
+    "fidelity.iou_min": _UNIT,
+    "fidelity.iou_mean": _UNIT,
+    "accuracy.top1": _UNIT,
+    "accuracy.drop": (-1.0, 1.0),
+}
+
+
+def impossible_gate(path: str, kind: str, threshold: float) -> str | None:
+    """Why a ``kind`` ("min"/"max") gate at ``threshold`` on the figure at ``path`` can never pass, or None."""
+    if path.startswith(CUSTOM_PREFIX):
+        return None  # a custom metric's range is its author's
+    lo, hi = FIGURE_RANGES.get(path, (0.0, math.inf))
+    if kind == "min" and threshold > hi:
+        return f"it asks for at least {threshold:g}, but {path} is at most {hi:g}"
+    if kind == "max" and threshold < lo:
+        return f"it asks for at most {threshold:g}, but {path} is at least {lo:g}"
+    return None
+
+
 CUSTOM_PREFIX = "custom."
 # metrics measured against the source's outputs: no gate on them passes while a reference output is
 # degenerate (constant over samples, all zero, non-finite; pipeline.evaluate.reference_check)
