@@ -320,9 +320,11 @@ def render_code_model(name: str, framework: str, module: str, path: str | None) 
         if framework == "torch"
         else "export:\n  opset: 17\n  dynamic: true\n  dims: {batch: 1}"
     )
+    origin = (f"It is loaded from {path} (a file in the project);" if framework == "keras" and path else
+              f"The factory builds it ({watch}, in a package of yours in the project root: edit the network there);")
     checkpoint = "checkpoint: null   # a state dict to load (weights_only), e.g. checkpoints/" + name + ".pt" if framework == "torch" else "checkpoint: null"
     return f"""# {name}: a {framework} model, written by `onnxbuild new model {name} --framework {framework}`.
-# The factory builds it ({module}.py, a package of yours in the project root: edit the network there);
+# {origin}
 # declare its inputs below (name, dtype, shape with named dynamic axes and their export values).
 # Train it here (train: {{dataset: {{_target_: ...}}, epochs: ...}}) or load a checkpoint; give a real
 # dataset under reference.dataset / calibration for fidelity figures that mean something.

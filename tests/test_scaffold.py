@@ -115,6 +115,7 @@ def test_new_torch_model_writes_a_factory_in_the_users_package(ws):
     comp = compose([], ws / "conf")
     assert comp.data["models"]["net"]["factory"]["_target_"] == "mymodels.net.build"
     assert comp.data["models"]["net"]["watch"] == "mymodels/net.py"
+    assert "The factory builds it (mymodels/net.py, in a package" in (ws / "conf" / "model" / "net.yaml").read_text()
     from pipeline.project import import_target
 
     module = import_target("mymodels.net.build")()
