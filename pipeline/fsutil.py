@@ -15,13 +15,15 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target``; on success it replaces ``target`` whole.
+    """Yield a temporary directory (in the project's staging folder, or beside ``target``); on success
+    it replaces ``target`` whole.
 
     On failure the temporary directory is removed and ``target`` (an earlier result) is untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
+    staging, label = _staging(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{label}.tmp-{os.getpid()}-", dir=staging))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact folder gets the usual mode
     try:
         yield tmp
@@ -32,7 +34,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         with uninterrupted():  # a SIGTERM here (the stage's dvc died) would leave .NAME.old-PID behind
             old = None
             if target.exists():
-                old = target.parent / f".{target.name}.old-{os.getpid()}"
+                old = staging / f".{label}.old-{os.getpid()}"
                 os.replace(target, old)
             os.replace(tmp, target)
             if old is not None:
@@ -80,9 +82,36 @@ def request_exit(code: int) -> None:
     raise SystemExit(code)
 
 
-def _tmp_prefix(target: Path) -> str:
-    """``.NAME.tmp-PID-``: the pid tells :func:`clean_stale` whether the writer is still alive."""
-    return f".{target.name}.tmp-{os.getpid()}-"
+# Temporaries of outputs inside the project (the working directory: DVC runs every stage at the
+# project root) are made here, not beside the output: a stage killed with SIGKILL leaves its
+# half-written copy outside every output folder (git and DVC ignore this one), and the next stage
+# removes it. Beside the output only when the output is elsewhere or on another file system (a rename
+# must not cross devices).
+STAGING = ".onnxbuild-tmp"
+
+
+def _staging(target: Path) -> tuple[Path, str]:
+    """``(folder, label)`` for ``target``'s temporaries: ``.LABEL.tmp-PID-*`` and ``.LABEL.old-PID`` in
+    ``folder``. In the project's staging folder the label is ``target``'s path from the project root,
+    quoted (``artifacts%2Fbuilds%2Fb%2Fmodel``), so that :func:`clean_stale` knows where a copy belongs;
+    beside ``target`` it is ``target``'s name."""
+    from urllib.parse import quote
+
+    try:
+        root = Path.cwd()
+        rel = target.parent.resolve().relative_to(root.resolve()) / target.name
+    except (OSError, ValueError):
+        return target.parent, target.name
+    if rel.parts[0] == STAGING:
+        return target.parent, target.name
+    staging = root / STAGING
+    try:
+        staging.mkdir(exist_ok=True)
+        if os.stat(staging).st_dev != os.stat(target.parent).st_dev:
+            return target.parent, target.name
+    except OSError:
+        return target.parent, target.name
+    return staging, quote(rel.as_posix(), safe="")
 
 
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?:(?P<pid>\d+)(?:-|$))?")
@@ -101,33 +130,43 @@ def _alive(pid: int) -> bool:
 
 
 def clean_stale(target: str | os.PathLike) -> list[Path]:
-    """Remove what killed writers left beside ``target`` (``.NAME.tmp-*``, ``.NAME.old-*``, for
-    ``target`` and for its siblings: another stage's leftover in the same folder would otherwise stay
-    until that stage reruns, which DVC skips when its result is intact) unless the process that is
-    writing it is still alive; returns what was removed. ``target``'s own ``.old-`` copy comes back
-    when ``target`` is missing (killed between the two renames)."""
+    """Remove what killed writers left: every ``.LABEL.tmp-*`` / ``.LABEL.old-*`` in the project's
+    staging folder and beside ``target`` (``target``'s and its siblings': another stage's leftover
+    would otherwise stay until that stage reruns, which DVC skips when its result is intact), unless
+    the process writing it is still alive; returns what was removed. An ``.old-`` copy whose output
+    is missing (killed between the two renames) is put back instead: the earlier result returns."""
+    from urllib.parse import unquote
+
     target = Path(target)
     removed: list[Path] = []
-    try:
-        siblings = list(target.parent.iterdir())
-    except OSError:
-        return removed
-    for path in sorted(siblings, key=lambda p: ".old-" not in p.name):  # .old- first
-        m = _LEFTOVER.match(path.name)
-        if m is None:
+    places = [(target.parent, lambda name: target.parent / name)]
+    with contextlib.suppress(OSError):
+        root = Path.cwd()
+        if (root / STAGING).is_dir():
+            places.append((root / STAGING, lambda name: root / unquote(name)))
+    for folder, output_of in places:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
             continue
-        if m.group("pid") and _alive(int(m.group("pid"))):
-            continue
-        if ".old-" in path.name and not (target.parent / m.group("name")).exists():
-            if m.group("name") == target.name:
-                os.replace(path, target)  # killed between the two renames: the earlier result comes back
-            continue  # a sibling's: its own stage restores it
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        removed.append(path)
+        for path in sorted(entries, key=lambda p: ".old-" not in p.name):  # .old- first
+            m = _LEFTOVER.match(path.name)
+            if m is None:
+                continue
+            if m.group("pid") and _alive(int(m.group("pid"))):
+                continue
+            if ".old-" in path.name:
+                output = output_of(m.group("name"))
+                if not output.exists() and not output.is_symlink():
+                    if output.parent.is_dir():
+                        os.replace(path, output)  # the earlier result comes back
+                    continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            removed.append(path)
     return removed
 
 
@@ -139,10 +178,12 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file beside ``target``; rename it over ``target`` only when the block succeeds."""
+    """Open a temporary file (in the project's staging folder, or beside ``target``); rename it over
+    ``target`` only when the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), dir=target.parent)
+    staging, label = _staging(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{label}.tmp-{os.getpid()}-", dir=staging)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         with os.fdopen(fd, mode) as fh:

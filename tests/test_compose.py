@@ -85,7 +85,7 @@ def test_bad_override_one_line_with_choices_and_files_untouched(ws, capsys, over
         assert text in err, f"{text!r} not in {err!r}"
     after = {n: ((ws / n).read_bytes(), (ws / n).stat().st_mtime_ns) for n in ("params.yaml", "dvc.yaml")}
     assert after == before
-    assert not list(ws.glob(".params.yaml.tmp-*"))
+    assert not list(ws.glob(".params.yaml.tmp-*")) and not list(ws.glob(".onnxbuild-tmp/*"))
 
 
 def test_shorthand_group_option_applies_to_every_build(ws):

@@ -1,4 +1,6 @@
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -117,19 +119,67 @@ def test_clean_stale_restores_the_earlier_result_when_killed_between_the_renames
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-def test_clean_stale_removes_a_siblings_old_copy_only_when_that_result_is_in_place(tmp_path):
+def test_clean_stale_removes_a_siblings_old_copy_and_puts_back_a_missing_result(tmp_path):
     """A kill after the swap but before the old copy was removed leaves .passes.old-PID beside an
     intact passes/ (measured: 2 in 60 kill trials); the next stage writing into that folder removes
-    it. A sibling's .old- whose result is missing is that stage's to restore, not removed."""
+    it. A sibling's .old- whose result is missing is put back: the earlier result returns."""
     from pipeline.fsutil import clean_stale
 
     dead = _dead_pid()
     (tmp_path / "passes").mkdir()
     (tmp_path / f".passes.old-{dead}").mkdir()
-    (tmp_path / f".model.old-{dead}").mkdir()  # model/ missing: kept for the quantize stage
+    (tmp_path / f".model.old-{dead}").mkdir()  # model/ missing: killed between the two renames
+    (tmp_path / f".model.old-{dead}" / "model.onnx").write_bytes(b"earlier")
     removed = clean_stale(tmp_path / "evaluate.json")
     assert [p.name for p in removed] == [f".passes.old-{dead}"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.old-{dead}", "passes"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "passes"]
+    assert (tmp_path / "model" / "model.onnx").read_bytes() == b"earlier"
+
+
+def test_outputs_in_the_project_get_their_temporaries_in_the_staging_folder(tmp_path, monkeypatch):
+    """A stage killed with SIGKILL leaves its half-written copy in .onnxbuild-tmp/, never in an output
+    folder (the kill test found .passes.tmp-PID-* left in artifacts/ when no later stage ran there);
+    the next stage of any build removes it, and puts back a replaced result whose swap was cut short."""
+    from pipeline import fsutil
+
+    monkeypatch.chdir(tmp_path)
+    target = Path("artifacts/builds/b/passes")
+    seen = []
+    with fsutil.atomic_dir(target) as tmp:
+        seen.append(tmp)
+        (tmp / "model.onnx").write_bytes(b"new")
+    assert seen[0].parent == tmp_path / fsutil.STAGING
+    assert seen[0].name.startswith(f".artifacts%2Fbuilds%2Fb%2Fpasses.tmp-{os.getpid()}-")
+    with fsutil.atomic_file("metrics/builds/b.json") as fh:
+        assert [p.name[:30] for p in (tmp_path / fsutil.STAGING).iterdir()] == [".metrics%2Fbuilds%2Fb.json.tmp"]
+        fh.write("{}")
+    assert sorted(p.name for p in (tmp_path / "artifacts/builds/b").iterdir()) == ["passes"]
+    assert list((tmp_path / fsutil.STAGING).iterdir()) == []
+
+    dead = _dead_pid()
+    staging = tmp_path / fsutil.STAGING
+    (staging / f".artifacts%2Fbuilds%2Fb%2Fmodel.tmp-{dead}-x").mkdir()  # killed while writing
+    old = staging / f".artifacts%2Fbuilds%2Fb%2Fpasses.old-{dead}"  # killed between the renames
+    old.mkdir()
+    (old / "model.onnx").write_bytes(b"earlier")
+    shutil.rmtree(tmp_path / "artifacts/builds/b/passes")
+    live = staging / f".metrics%2Fbuilds%2Fc.json.tmp-{os.getppid()}-y"  # a live writer's
+    live.write_text("{")
+    removed = fsutil.clean_stale("metrics/builds/other.json")  # any stage's start
+    assert [p.name for p in removed] == [f".artifacts%2Fbuilds%2Fb%2Fmodel.tmp-{dead}-x"]
+    assert (tmp_path / "artifacts/builds/b/passes/model.onnx").read_bytes() == b"earlier"
+    assert list(staging.iterdir()) == [live]
+
+
+def test_outputs_elsewhere_keep_their_temporaries_beside_them(tmp_path, monkeypatch):
+    from pipeline import fsutil
+
+    project, outside = tmp_path / "proj", tmp_path / "out"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    with fsutil.atomic_dir(outside / "pkg") as tmp:
+        assert tmp.parent == outside and tmp.name.startswith(".pkg.tmp-")
+    assert not (project / fsutil.STAGING).exists()
 
 
 def test_a_termination_request_during_the_swap_waits_for_it(tmp_path):
