@@ -2,7 +2,7 @@
 then dump): a ``dvc repro`` killed during that write leaves a truncated ``dvc.lock`` that no later
 ``dvc repro`` reads ("'./dvc.lock' validation failed"), and every result it recorded is lost
 (measured: 1 of 60 random kills; tests/reliability/test_kill.py). This module makes those writes
-atomic (a temporary file beside the target, fsynced, renamed over it) in every Python process of the
+atomic (pipeline.fsutil.atomic_file: a temporary file, fsynced, renamed over the target) in every Python process of the
 project's environment: ``scripts/venv.sh`` installs a one-line ``.pth`` file that calls
 :func:`install`, which patches the two DVC modules when (and only when) they are imported.
 
@@ -34,33 +34,13 @@ def _is_local(fs: object) -> bool:
 
 
 def _replace_atomically(path: str, write) -> None:
-    """Call ``write(fobj)`` on a temporary text file beside ``path``, then rename it over ``path``
-    (keeping ``path``'s mode when it exists). A symlinked ``path`` stays a link: the file it points
-    to is replaced, as DVC's ``open(path, "w")`` writes through the link."""
-    import tempfile
+    """Call ``write(fobj)`` on a temporary text file, then rename it over ``path``
+    (:func:`pipeline.fsutil.atomic_file`, keeping ``path``'s mode). A symlinked ``path`` stays a link:
+    the file it points to is replaced, as DVC's ``open(path, "w")`` writes through the link."""
+    from pipeline.fsutil import atomic_file
 
-    path = os.path.realpath(os.fspath(path))
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-{os.getpid()}-", dir=folder)
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fobj:
-            write(fobj)
-            fobj.flush()
-            os.fsync(fobj.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(os.path.realpath(os.fspath(path)), encoding="utf-8", keep_mode=True) as fobj:
+        write(fobj)
 
 
 def _patch_serialize(module) -> None:

@@ -23,7 +23,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging, label = _staging(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{label}.tmp-{os.getpid()}-", dir=staging))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(label), dir=staging))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact folder gets the usual mode
     try:
         yield tmp
@@ -114,6 +114,11 @@ def _staging(target: Path) -> tuple[Path, str]:
     return staging, quote(rel.as_posix(), safe="")
 
 
+def _tmp_prefix(label: str) -> str:
+    """``.LABEL.tmp-PID-``: the pid tells :func:`clean_stale` whether the writer is still alive."""
+    return f".{label}.tmp-{os.getpid()}-"
+
+
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?:(?P<pid>\d+)(?:-|$))?")
 
 
@@ -177,16 +182,23 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(target: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+def atomic_file(
+    target: str | os.PathLike, mode: str = "w", *, encoding: str | None = None, keep_mode: bool = False
+) -> Iterator[Any]:
     """Open a temporary file (in the project's staging folder, or beside ``target``); rename it over
-    ``target`` only when the block succeeds."""
+    ``target`` only when the block succeeds. ``keep_mode``: the new file gets the permission bits of
+    the ``target`` it replaces (else the usual mode for a new file)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    perms = 0o666 & ~_umask()  # mkstemp makes 0600
+    if keep_mode:
+        with contextlib.suppress(FileNotFoundError):
+            perms = target.stat().st_mode & 0o7777
     staging, label = _staging(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{label}.tmp-{os.getpid()}-", dir=staging)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(label), dir=staging)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-        with os.fdopen(fd, mode) as fh:
+        os.chmod(tmp, perms)
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
