@@ -63,6 +63,7 @@ TASK_HEADLINE: dict[str, tuple[str, int]] = {
     "regression": ("rel_err_max", -1),
     "other": ("rel_err_max", -1),
 }
+CUSTOM_PREFIX = "custom."
 # the values a figure can take (by metric path): a min gate above the top, or a max gate below the
 # bottom, can never pass, and is refused at compose; figures not listed are unbounded above, >= 0
 _UNIT = (0.0, 1.0)
@@ -92,7 +93,6 @@ def impossible_gate(path: str, kind: str, threshold: float) -> str | None:
     return None
 
 
-CUSTOM_PREFIX = "custom."
 # metrics measured against the source's outputs: no gate on them passes while a reference output is
 # degenerate (constant over samples, all zero, non-finite; pipeline.evaluate.reference_check)
 REFERENCE_BOUND: tuple[str, ...] = ("fidelity.", "accuracy.", CUSTOM_PREFIX)

@@ -38,14 +38,18 @@ def _scalar(name: str, inits: dict[str, Any], producers: dict[str, Any], max_ran
     return float(value.reshape(-1)[0])
 
 
+def _subgraphs(node) -> list[Any]:
+    """The bodies a node carries (If branches, Loop / Scan bodies)."""
+    return [sub for attr in node.attribute for sub in ([attr.g] if attr.HasField("g") else attr.graphs)]
+
+
 def _names_read(graph) -> set[str]:
     """Every tensor name a node of ``graph`` or of its subgraphs (If / Loop / Scan bodies) reads."""
     names: set[str] = set()
     for node in graph.node:
         names.update(node.input)
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                names |= _names_read(sub)
+        for sub in _subgraphs(node):
+            names |= _names_read(sub)
     return names
 
 
@@ -71,8 +75,7 @@ def fuse(model) -> int:
     inits = {init.name: init for init in graph.initializer if init.name not in graph_inputs}
     # read by a subgraph (If / Loop / Scan body) counts as used elsewhere, like a graph output
     outputs = {out.name for out in graph.output} | {
-        name for node in graph.node for attr in node.attribute
-        for sub in ([attr.g] if attr.HasField("g") else list(attr.graphs)) for name in _names_read(sub)}
+        name for node in graph.node for sub in _subgraphs(node) for name in _names_read(sub)}
     native = onnx_opset(model) >= HARDSWISH_OPSET
     ranks = _ranks(graph)
     inferred = False
