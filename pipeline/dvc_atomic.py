@@ -1,7 +1,7 @@
 """DVC writes ``dvc.lock``, ``dvc.yaml`` and its ``.dvc/tmp/rwlock`` in place (``open(path, "w")``
 then dump): a ``dvc repro`` killed during that write leaves a truncated ``dvc.lock`` that no later
 ``dvc repro`` reads ("'./dvc.lock' validation failed"), and every result it recorded is lost
-(measured: 1 of 60 random kills; tests/reliability/test_kill.py). This module makes those writes
+(measured: once in 120 random kills; tests/reliability/test_kill.py). This module makes those writes
 atomic (pipeline.fsutil.atomic_file: a temporary file, fsynced, renamed over the target) in every Python process of the
 project's environment: ``scripts/venv.sh`` installs a one-line ``.pth`` file that calls
 :func:`install`, which patches the two DVC modules when (and only when) they are imported.

@@ -121,7 +121,7 @@ def test_clean_stale_restores_the_earlier_result_when_killed_between_the_renames
 
 def test_clean_stale_removes_a_siblings_old_copy_and_puts_back_a_missing_result(tmp_path):
     """A kill after the swap but before the old copy was removed leaves .passes.old-PID beside an
-    intact passes/ (measured: 2 in 60 kill trials); the next stage writing into that folder removes
+    intact passes/ (measured: once in 120 kills); the next stage writing into that folder removes
     it. A sibling's .old- whose result is missing is put back: the earlier result returns."""
     from pipeline.fsutil import clean_stale
 
