@@ -22,6 +22,7 @@ from pipeline.quantization.base import (
     has_contrib_ops,
     op_types_to_quantize,
 )
+from pipeline.quantization.smooth import Smoothing
 from pipeline.schema import Strict
 
 MIN_OPSET = 11
@@ -39,6 +40,7 @@ class DynamicInt8(Quantizer):
         op_types_to_exclude: list[str] = Field(default_factory=list)
         nodes_to_exclude: list[str] = Field(default_factory=list)
         preprocess: bool = True
+        smoothing: Smoothing | None = None  # SmoothQuant first (pipeline/quantization/smooth.py)
 
     def run(self, src: Path, dst: Path, params: Params, ctx: QuantContext) -> dict[str, Any]:
         import onnx
@@ -63,6 +65,13 @@ class DynamicInt8(Quantizer):
             extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
             info["default_tensor_type"] = "float"
         ops = op_types_to_quantize(params.op_types_to_quantize, params.op_types_to_exclude, set(IntegerOpsRegistry))
+        info["smoothing"] = None
+        if params.smoothing is not None:
+            from pipeline.quantization.smooth import apply
+
+            model_in, info["smoothing"] = apply(
+                model_in, params.smoothing, ctx, ops or set(IntegerOpsRegistry), params.nodes_to_exclude
+            )
         external = uses_external_data(model_in)
         t0 = time.perf_counter()
         quantize_dynamic(

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from pipeline.passes.base import uses_external_data
 from pipeline.quantization.base import QuantContext, Quantizer, check_exclusions, check_loads, op_types_to_quantize
+from pipeline.quantization.smooth import Smoothing
 from pipeline.schema import MAX_SAMPLES, Factory, Strict
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -62,6 +63,7 @@ class StaticInt8(Quantizer):
         op_types_to_exclude: list[str] = Field(default_factory=list)
         nodes_to_exclude: list[str] = Field(default_factory=list)
         preprocess: bool = True  # onnxruntime's quant_pre_process first (recommended)
+        smoothing: Smoothing | None = None  # SmoothQuant first (pipeline/quantization/smooth.py)
 
         @model_validator(mode="after")
         def _supported_pair(self) -> StaticInt8.Params:
@@ -102,6 +104,15 @@ class StaticInt8(Quantizer):
         cal = params.calibration
         default_ops = set(QLinearOpsRegistry) | set(QDQRegistry) if qdq else set(QLinearOpsRegistry)
         ops = op_types_to_quantize(params.op_types_to_quantize, params.op_types_to_exclude, default_ops)
+        info["smoothing"] = None
+        if params.smoothing is not None:
+            if ranges is not None:
+                raise ValueError("ranges calibrated elsewhere cannot be reused with smoothing (they belong to another graph)")
+            from pipeline.quantization.smooth import apply
+
+            model_in, info["smoothing"] = apply(
+                model_in, params.smoothing, ctx, ops or default_ops, params.nodes_to_exclude
+            )
         extra: dict[str, Any] = {}
         if cal.method == "percentile":
             extra["CalibPercentile"] = cal.percentile

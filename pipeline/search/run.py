@@ -83,6 +83,7 @@ class Search:
         self.graphs: dict[str, Path] = {"passes": src}
         self.graph_info: dict[str, Any] = {"passes": {"source": "the passes' output"}}
         self.prepared: dict[str, Path] = {}
+        self.smoothed: dict[tuple[Any, ...], tuple[Path, dict[str, Any]]] = {}  # per graph, alpha, op types
         self.prep_info: dict[str, Any] = {}
         self.paths: dict[str, Path] = {}
         self.records: dict[str, dict[str, Any]] = {}
@@ -131,6 +132,25 @@ class Search:
             self.prepared[graph], self.prep_info[graph] = path, info
         return self.prepared[graph]
 
+    def source(self, cand: Candidate) -> tuple[Path, dict[str, Any] | None]:
+        """The float graph ``cand`` quantizes: the prepared graph, smoothed once per graph, strength
+        and op types when ``cand`` asks for smoothing; and the smoothing info."""
+        from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
+        from pipeline.quantization.smooth import Smoothing, apply
+
+        src = self.prepare(cand.graph)
+        if cand.smoothing is None:
+            return src, None
+        key = (cand.graph, cand.smoothing, cand.mode, cand.op_types)
+        if key not in self.smoothed:
+            cal = self.params.calibration
+            spec = Smoothing(alpha=cand.smoothing, num_samples=cal.num_samples, dataset=cal.dataset, seed=cal.seed)
+            default = set(IntegerOpsRegistry) if cand.mode == "dynamic" else set(QLinearOpsRegistry) | set(QDQRegistry)
+            ops = set(cand.op_types) if cand.op_types else default
+            self.smoothed[key] = apply(src, spec, self.sub_ctx(f"smoothing-{len(self.smoothed)}"), ops)
+        return self.smoothed[key]
+
     # -- candidates ---------------------------------------------------------------------------
 
     def quantizer_params(self, cand: Candidate) -> tuple[Any, Any]:
@@ -178,15 +198,16 @@ class Search:
         dst.parent.mkdir(parents=True, exist_ok=True)
         impl, qparams = self.quantizer_params(cand)
         try:
-            src = self.prepare(cand.graph)
+            src, smoothing = self.source(cand)
             if cand.mode == "static":  # one calibration per graph and settings, reused by every exclusion step
-                key = (cand.graph, cand.method, cand.op_types)
+                key = (cand.graph, cand.method, cand.op_types, cand.smoothing)
                 if key not in self.ranges:
                     self.ranges[key] = impl.calibrate(src, qparams, self.sub_ctx(f"calibration-{cand.name}"))
                 ranges, cal_info = self.ranges[key]
                 info = {**impl.run(src, dst, qparams, self.sub_ctx(cand.name), ranges=ranges), **cal_info}
             else:
                 info = impl.run(src, dst, qparams, self.sub_ctx(cand.name))
+            info["smoothing"] = smoothing
         except Exception as exc:
             self.log.info("candidate %s failed: %s", cand.name, one_line(exc))
             self.log.debug("candidate %s failed", cand.name, exc_info=True)
@@ -246,7 +267,7 @@ class Search:
 
         from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
-        src = self.prepare(cand.graph)
+        src, _ = self.source(cand)
         if cand.mode == "static":
             qdq = self.paths[cand.name]
             ops = set(cand.op_types or set(QLinearOpsRegistry) | set(QDQRegistry))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -21,6 +21,7 @@ Graph = Literal["passes", "transformer"]
 Mode = Literal["dynamic", "static"]
 Method = Literal["minmax", "entropy", "percentile"]
 FLOAT = "float"
+Alpha = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class Space(Strict):
@@ -30,6 +31,9 @@ class Space(Strict):
     calibration_methods: list[Method] = Field(default_factory=lambda: ["minmax"], min_length=1)
     # each entry: a list of op types to quantize, or null for every op type ONNX Runtime quantizes
     op_types: list[list[str] | None] = Field(default_factory=lambda: [None], min_length=1)
+    # SmoothQuant strength before int8 (pipeline/quantization/smooth.py), null: none; only graphs with
+    # MatMul / Gemm / Attention weights get the smoothed candidates
+    smoothing: list[Alpha | None] = Field(default_factory=lambda: [None], min_length=1)
     # FusionOptions of the ``transformer`` variant's transformer_optimize pass (e.g. leave
     # SkipLayerNormalization unfused: its CPU kernel is scalar, ONNX LayerNormalization + Add is faster)
     transformer_options: dict[str, bool | int] = Field(default_factory=dict)
@@ -96,6 +100,7 @@ class Candidate:
     per_channel: bool = True
     method: str | None = None
     op_types: tuple[str, ...] | None = None
+    smoothing: float | None = None
     excluded: tuple[str, ...] = ()
     parent: str | None = None
     step: int | None = None
@@ -110,6 +115,8 @@ class Candidate:
                 parts.append(self.method)
             if self.op_types:
                 parts.append("+".join(self.op_types))
+            if self.smoothing is not None:
+                parts.append(f"sq{self.smoothing:g}")
             base = "-".join(parts)
         if self.graph != "passes":
             base += f"@{self.graph}"
@@ -134,6 +141,7 @@ class Candidate:
             "per_channel": self.per_channel if self.quantized else None,
             "calibration_method": self.method,
             "op_types": list(self.op_types) if self.op_types else None,
+            "smoothing": self.smoothing,
             "nodes_to_exclude": list(self.excluded),
             "parent": self.parent,
             "step": self.step,
@@ -166,11 +174,14 @@ def quantized_candidates(
 ) -> list[Candidate]:
     """The product of the space's dimensions over the graphs that exist, without duplicates: with
     ``graph_ops`` (op types per graph), two op-type choices that quantize the same ops of the graph
-    (``null`` and ``[Conv]`` on a Conv-only network) are one candidate (the first listed)."""
+    (``null`` and ``[Conv]`` on a Conv-only network) are one candidate (the first listed), and so are
+    smoothed and plain candidates of a graph with nothing to smooth."""
     out: list[Candidate] = []
     seen: set[Any] = set()
-    for graph, mode, pc, method, ops in product(
-        graphs, space.modes, space.per_channel, space.calibration_methods, space.op_types
+    from pipeline.quantization.smooth import SMOOTHABLE
+
+    for graph, mode, pc, method, ops, alpha in product(
+        graphs, space.modes, space.per_channel, space.calibration_methods, space.op_types, space.smoothing
     ):
         cand = Candidate(
             graph=graph,
@@ -178,11 +189,13 @@ def quantized_candidates(
             per_channel=pc,
             method=method if mode == "static" else None,
             op_types=tuple(ops) if ops else None,
+            smoothing=alpha,
         )
         key: Any = cand.name
         if graph_ops is not None and graph in graph_ops:
             effective = (set(ops) if ops else quantizable_ops(mode)) & graph_ops[graph]
-            key = (graph, mode, pc, cand.method, frozenset(effective))
+            smoothed = alpha if effective & set(SMOOTHABLE) else None  # nothing to smooth: the plain candidate
+            key = (graph, mode, pc, cand.method, frozenset(effective), smoothed)
         if key not in seen:
             seen.add(key)
             out.append(cand)
