@@ -31,3 +31,26 @@ def test_bad_transformer_options_name_the_valid_choices(options, words):
     assert "transformer_options" in text
     for word in words:
         assert word in text
+
+
+def test_smoothed_candidates_exist_only_where_there_is_something_to_smooth():
+    from pipeline.search.space import quantized_candidates
+
+    space = Space(modes=["dynamic"], smoothing=[None, 0.7])
+    transformer_like = quantized_candidates(space, ["passes"], {"passes": {"MatMul", "Softmax", "Add"}})
+    assert [c.name for c in transformer_like] == ["dynamic-pc", "dynamic-pc-sq0.7"]
+    assert transformer_like[1].settings()["smoothing"] == 0.7
+    conv_only = quantized_candidates(space, ["passes"], {"passes": {"Conv", "Relu"}})
+    assert [c.name for c in conv_only] == ["dynamic-pc"]
+    # op types that leave out every smoothable op: nothing to smooth either
+    only_conv = Space(modes=["dynamic"], smoothing=[None, 0.7], op_types=[["Conv"]])
+    assert [c.name for c in quantized_candidates(only_conv, ["passes"], {"passes": {"Conv", "MatMul"}})] == [
+        "dynamic-pc-Conv"
+    ]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.5])
+def test_smoothing_strength_outside_zero_one_is_refused(alpha):
+    with pytest.raises(ValidationError) as err:
+        Space(smoothing=[None, alpha])
+    assert "smoothing" in str(err.value)
