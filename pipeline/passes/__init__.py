@@ -8,6 +8,7 @@ heavy imports (onnx, onnxruntime, onnxoptimizer) happen inside ``run``. The pass
 from __future__ import annotations
 
 from pipeline.passes.base import Pass, PassContext, run_pass_list
+from pipeline.passes.fold_affine import FoldAffine
 from pipeline.passes.fp16 import Float16
 from pipeline.passes.fuse_hardswish import FuseHardSwish
 from pipeline.passes.onnxoptimizer import OnnxOptimizer
@@ -23,7 +24,8 @@ PASSES: Registry[type[Pass]] = Registry(
     {
         cls.name: cls
         for cls in (
-            ShapeInference, OnnxOptimizer, OrtOptimize, TransformerOptimize, FuseHardSwish, Opset, Float16, Prune
+            ShapeInference, OnnxOptimizer, OrtOptimize, TransformerOptimize, FuseHardSwish, FoldAffine, Opset, Float16,
+            Prune,
         )
     },
 )

@@ -17,7 +17,8 @@ def _typed(name, **params):
 
 def test_registry_names():
     assert list(PASSES) == [
-        "shape_inference", "onnxoptimizer", "ort_optimize", "transformer_optimize", "fuse_hardswish", "opset", "fp16",
+        "shape_inference", "onnxoptimizer", "ort_optimize", "transformer_optimize", "fuse_hardswish", "fold_affine", "opset",
+        "fp16",
         "prune",
     ]
     for name, cls in PASSES.items():
