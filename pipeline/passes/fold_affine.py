@@ -7,7 +7,8 @@ NCHWc layout reorders around each). ONNX Runtime's own ConvMulFusion / ConvAddFu
 match the constant only as the Mul's second input. Both directions are exact:
 
 - after a conv: ``a * Conv(x; W, c) + b = Conv(x; a W, a c + b)`` for ``a``, ``b`` scalars or one value
-  per output channel (shape ``[C, 1, 1]`` / ``[1, C, 1, 1]``);
+  per output channel (shape ``[C, 1, 1]`` / ``[1, C, 1, 1]`` on a 2-D conv, ``[C, 1]`` / ``[1, C, 1]``
+  on a 1-D one: the rank must match the conv's output, or the constant broadcasts along another axis);
 - before a conv without padding (a padded border would read 0, not ``b``): ``Conv(a x + b; W, c) =
   Conv(x; a W, c + b * sum(W))`` for scalar ``a``, ``b``, when every reader of ``a x + b`` is such a conv.
 
@@ -95,14 +96,17 @@ class _Graph:
             conv.input.append(b_name)
 
 
-def _per_channel(value: Any, channels: int) -> Any:
-    """``value`` as one float per output channel when it broadcasts that way over NCHW, else None."""
+def _per_channel(value: Any, channels: int, rank: int) -> Any:
+    """``value`` as one float per output channel when it broadcasts that way over the conv's output
+    of ``rank`` dims (N, C, spatial...) without growing it, else None: ``[C, 1, 1]`` is per channel
+    on a 2-D conv's NCHW output only (on a 1-D conv's NCL output it makes a ``[C, C, L]`` result, on
+    a 3-D conv's NCDHW output it varies along D)."""
     import numpy as np
 
     if value.size == 1 and value.ndim <= 1:
         return np.full(channels, float(value.reshape(-1)[0]), np.float32)
-    shape = tuple(value.shape)
-    if value.size == channels and shape in ((channels, 1, 1), (1, channels, 1, 1)):
+    spatial = (1,) * (rank - 2)
+    if value.size == channels and tuple(value.shape) in ((channels, *spatial), (1, channels, *spatial)):
         return value.reshape(channels).astype(np.float32)
     return None
 
@@ -137,7 +141,7 @@ def fold_after(g: _Graph, removed: set[str]) -> int:
             if nxt is None or nxt.op_type != op or nxt.domain not in ("", "ai.onnx"):
                 continue
             value = g.affine(nxt, out)
-            per = None if value is None else _per_channel(value, channels)
+            per = None if value is None else _per_channel(value, channels, weight.ndim)
             if per is None:
                 break
             if op == "Mul":

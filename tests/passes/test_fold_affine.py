@@ -115,3 +115,34 @@ def test_a_shift_that_does_not_broadcast_per_channel_is_left(tmp_path):
     assert info["folded"]["after_conv"] == 1  # Conv+Mul only; the Add stays
     assert "add1" in [n.name for n in onnx.load(str(tmp_path / "out.onnx")).graph.node]
     np.testing.assert_allclose(_outputs(tmp_path / "out.onnx", X)[0], _outputs(src, X)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("spatial", "shape", "folds"),
+    [
+        ((10,), (4, 1, 1), False),  # on N,C,L: broadcasts to [4, 4, L], not per channel
+        ((10,), (1, 4, 1, 1), False),
+        ((10,), (4, 1), True),
+        ((10,), (1, 4, 1), True),
+        ((6, 5, 5), (4, 1, 1), False),  # on N,C,D,H,W: varies along D
+        ((6, 5, 5), (1, 4, 1, 1), False),
+        ((6, 5, 5), (1, 4, 1, 1, 1), True),
+    ],
+)
+def test_a_per_channel_constant_must_match_the_conv_rank(tmp_path, spatial, shape, folds):
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Mul", ["c", "k"], ["y"], name="mul")]
+    inits = [_const("w", rng.normal(0, 1, (4, 3, *[3] * len(spatial)))), _const("k", rng.normal(0, 1, shape))]
+    graph = helper.make_graph(
+        nodes, "convnd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *spatial])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = rng.normal(0, 1, (1, 3, *spatial)).astype(np.float32)
+    onnx.save(model, str(tmp_path / "src.onnx"))
+    want = _outputs(tmp_path / "src.onnx", x)[0]
+    assert fold(model) == {"after_conv": int(folds), "before_conv": 0}
+    onnx.save(model, str(tmp_path / "dst.onnx"))
+    got = _outputs(tmp_path / "dst.onnx", x)[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
