@@ -79,15 +79,16 @@ class _Graph:
         return name
 
     def set_weights(self, conv: Any, weight: Any, bias: Any) -> None:
-        """Give ``conv`` new weight and bias initializers of its own."""
-        import numpy as np
+        """Give ``conv`` new weight and bias initializers of its own, of its weight's float type (a
+        float16 conv stays float16)."""
         from onnx import numpy_helper
 
+        dtype = self.const(conv.input[1]).dtype
         w_name = self.fresh(f"{conv.input[1]}_folded")
         b_name = self.fresh(f"{conv.name or conv.output[0]}_bias_folded")
         self.graph.initializer.extend([
-            numpy_helper.from_array(weight.astype(np.float32), w_name),
-            numpy_helper.from_array(bias.astype(np.float32), b_name),
+            numpy_helper.from_array(weight.astype(dtype), w_name),
+            numpy_helper.from_array(bias.astype(dtype), b_name),
         ])
         conv.input[1] = w_name
         if len(conv.input) > 2:
@@ -122,7 +123,9 @@ def _conv_params(g: _Graph, conv: Any) -> tuple[Any, Any] | None:
     if weight is None or weight.ndim < 3:
         return None
     bias = g.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else np.zeros(weight.shape[0], np.float32)
-    return (weight, bias) if bias is not None and bias.shape == (weight.shape[0],) else None
+    if bias is None or bias.shape != (weight.shape[0],):
+        return None
+    return weight.astype(np.float32), bias.astype(np.float32)  # folded in float32 whatever the conv's type
 
 
 def fold_after(g: _Graph, removed: set[str]) -> int:

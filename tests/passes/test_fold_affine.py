@@ -146,3 +146,25 @@ def test_a_per_channel_constant_must_match_the_conv_rank(tmp_path, spatial, shap
     got = _outputs(tmp_path / "dst.onnx", x)[0]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_a_float16_conv_keeps_float16_weights(tmp_path, where):
+    rng = np.random.default_rng(4)
+    if where == "after":
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Mul", ["k", "c"], ["y"])]
+    else:
+        nodes = [helper.make_node("Mul", ["k", "x"], ["m"]), helper.make_node("Conv", ["m", "w"], ["y"])]
+    inits = [numpy_helper.from_array(rng.normal(0, 1, (4, 3, 3, 3)).astype(np.float16), "w"),
+             numpy_helper.from_array(np.array([1.5], np.float16), "k")]
+    graph = helper.make_graph(
+        nodes, "fp16", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(tmp_path / "src.onnx"))
+    assert sum(fold(model).values()) == 1
+    assert {i.data_type for i in model.graph.initializer} == {TensorProto.FLOAT16}
+    onnx.save(model, str(tmp_path / "dst.onnx"))
+    x = rng.normal(0, 1, (1, 3, 6, 6)).astype(np.float16)
+    np.testing.assert_allclose(_outputs(tmp_path / "dst.onnx", x)[0], _outputs(tmp_path / "src.onnx", x)[0], rtol=1e-2, atol=1e-2)
