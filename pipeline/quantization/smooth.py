@@ -65,13 +65,23 @@ def _weight_axis(node: Any) -> int | None:
     return 0
 
 
+def _pinned(graph: Any) -> set[str]:
+    """Names whose value must not change: graph inputs (an initializer listed there can be fed at run
+    time), graph outputs and whatever a subgraph (If / Loop / Scan body) reads."""
+    from pipeline.passes.fuse_hardswish import _names_read, _subgraphs
+
+    return {v.name for v in (*graph.input, *graph.output)} | {
+        name for node in graph.node for sub in _subgraphs(node) for name in _names_read(sub)}
+
+
 def find_sites(model: Any, op_types: Collection[str] | None = None, exclude: Collection[str] = ()) -> list[Site]:
     """The activations that can be smoothed, in graph order: each read as input 0 by smoothable nodes
     (of ``op_types`` when given, not in ``exclude``) whose weight is a 2-D float initializer read by
-    that node alone."""
+    that node alone (not by a subgraph, not overridable as a graph input)."""
     from onnx import TensorProto
 
     inits = {i.name: i for i in model.graph.initializer}
+    pinned = _pinned(model.graph)
     readers: dict[str, int] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -87,7 +97,7 @@ def find_sites(model: Any, op_types: Collection[str] | None = None, exclude: Col
         init = inits.get(weight)
         if not act or act in inits or init is None or len(init.dims) != 2 or init.data_type != TensorProto.FLOAT:
             continue
-        if readers.get(weight, 0) != 1:  # a shared weight would be scaled once per reader
+        if readers.get(weight, 0) != 1 or weight in pinned:  # a shared weight would be scaled once per reader
             continue
         axis = _weight_axis(node)
         if axis is None:
@@ -168,6 +178,7 @@ def smooth(
     taken = {n.name for n in model.graph.node} | {o for n in model.graph.node for o in n.output} | set(inits)
     readers: dict[str, int] = {}
     producer: dict[str, Any] = {}
+    pinned = _pinned(model.graph)
     for node in model.graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
@@ -189,8 +200,9 @@ def smooth(
         done.append(site.activation)
         before.append(_spread(x_max))
         after.append(_spread(x_max / s))
-        if readers.get(site.activation) == len(site.nodes) and _fold_into_attention(
-            producer.get(site.activation), site.activation, 1.0 / s, inits, readers
+        # folding changes the activation itself: only when the site's nodes are all that read it
+        if readers.get(site.activation) == len(site.nodes) and site.activation not in pinned and _fold_into_attention(
+            producer.get(site.activation), site.activation, 1.0 / s, inits, readers, pinned
         ):
             folded += 1
             continue
@@ -219,7 +231,9 @@ def smooth(
     }
 
 
-def _fold_into_attention(node: Any, output: str, inverse: Any, inits: dict[str, Any], readers: dict[str, int]) -> bool:
+def _fold_into_attention(
+    node: Any, output: str, inverse: Any, inits: dict[str, Any], readers: dict[str, int], pinned: set[str],
+) -> bool:
     """Scale channel j of a com.microsoft Attention node's output by ``inverse[j]`` inside the node:
     the output is softmax(Q K^T) V per head, so scaling V's projection (weight columns and bias of
     its third block) scales it exactly. Only for a plain Attention (equal Q/K/V sizes, no state
@@ -231,7 +245,7 @@ def _fold_into_attention(node: Any, output: str, inverse: Any, inits: dict[str, 
         return False
     if any(o for o in node.output[1:]) or any(a.name == "qkv_hidden_sizes" for a in node.attribute):
         return False
-    if len(node.input) < 3 or not all(n in inits and readers.get(n) == 1 for n in node.input[1:3]):
+    if len(node.input) < 3 or not all(n in inits and readers.get(n) == 1 and n not in pinned for n in node.input[1:3]):
         return False
     weight = numpy_helper.to_array(inits[node.input[1]])
     bias = numpy_helper.to_array(inits[node.input[2]])

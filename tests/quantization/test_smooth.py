@@ -67,8 +67,9 @@ def block(path: Path, shared_weight: bool = False) -> Path:
     return path
 
 
-def attention(path: Path) -> Path:
-    """x -> com.microsoft Attention (2 heads) -> MatMul: the MatMul's input comes out of Attention."""
+def attention(path: Path, ctx_is_output: bool = False) -> Path:
+    """x -> com.microsoft Attention (2 heads) -> MatMul: the MatMul's input comes out of Attention
+    (``ctx_is_output``: the Attention output is a graph output too)."""
     rng = np.random.default_rng(2)
     ctx_scale = np.ones(HIDDEN, np.float32)
     ctx_scale[5] = 30.0  # V channel 5 large: the Attention output's channel 5 is an outlier
@@ -83,11 +84,11 @@ def attention(path: Path) -> Path:
         helper.make_node("Attention", ["x", "qkv", "qkv_bias"], ["ctx"], name="attn", domain="com.microsoft", num_heads=2),
         helper.make_node("MatMul", ["ctx", "wo"], ["y"], name="out_proj"),
     ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, SEQ, HIDDEN])]
+    if ctx_is_output:
+        outputs.append(helper.make_tensor_value_info("ctx", TensorProto.FLOAT, [1, SEQ, HIDDEN]))
     graph = helper.make_graph(
-        nodes, "attn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, SEQ, HIDDEN])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, SEQ, HIDDEN])],
-        inits,
+        nodes, "attn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, SEQ, HIDDEN])], outputs, inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     onnx.save(model, str(path))
@@ -140,6 +141,34 @@ def test_attention_output_takes_the_scale_in_its_v_projection(tmp_path):
     assert ops.count("Mul") == 1  # the Attention input's Mul; the output needs none
     feeds = _feeds(4, seed=3)
     np.testing.assert_allclose(_run(dst, feeds), _run(src, feeds), rtol=1e-4, atol=1e-4)
+
+
+def test_an_attention_output_that_is_a_graph_output_is_not_folded(tmp_path):
+    src = attention(tmp_path / "attn.onnx", ctx_is_output=True)
+    dst = tmp_path / "smoothed.onnx"
+    info = smooth(src, dst, _feeds(), alpha=0.7)
+    assert info["activations"] == 2 and info["folded"] == 0  # ctx keeps its value, the MatMul reads a Mul
+    feeds = _feeds(4, seed=3)
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (src, dst)]
+    for f in feeds:
+        for got, want in zip(sessions[1].run(None, f), sessions[0].run(None, f)):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_weight_read_by_a_subgraph_or_fed_as_an_input_is_not_smoothed(tmp_path):
+    model = onnx.load(str(block(tmp_path / "block.onnx")))
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    then = helper.make_graph(  # reads w1 from the outer scope
+        [helper.make_node("ReduceSum", ["w1"], ["t"], keepdims=0)], "then", [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, [])],
+    )
+    model.graph.initializer.append(cond)
+    model.graph.node.append(helper.make_node("If", ["cond"], ["z"], name="if", then_branch=then, else_branch=then))
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, []))
+    assert [s.activation for s in find_sites(model)] == ["g"]
+    model = onnx.load(str(block(tmp_path / "block.onnx")))
+    model.graph.input.append(helper.make_tensor_value_info("w2", TensorProto.FLOAT, [FFN, HIDDEN]))  # overridable
+    assert [s.activation for s in find_sites(model)] == ["ln"]
 
 
 def test_a_shared_weight_is_not_smoothed_and_op_types_and_exclusions_limit_the_sites(tmp_path):
