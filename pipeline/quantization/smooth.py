@@ -176,6 +176,7 @@ def smooth(
     amax = channel_absmax(src, feeds, [s.activation for s in sites]) if sites else {}
     inits = {i.name: i for i in model.graph.initializer}
     taken = {n.name for n in model.graph.node} | {o for n in model.graph.node for o in n.output} | set(inits)
+    taken |= {v.name for v in model.graph.input}
     readers: dict[str, int] = {}
     producer: dict[str, Any] = {}
     pinned = _pinned(model.graph)

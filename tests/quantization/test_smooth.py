@@ -171,6 +171,19 @@ def test_a_weight_read_by_a_subgraph_or_fed_as_an_input_is_not_smoothed(tmp_path
     assert [s.activation for s in find_sites(model)] == ["ln"]
 
 
+def test_new_names_do_not_collide_with_a_graph_input(tmp_path):
+    model = onnx.load(str(block(tmp_path / "block.onnx")))
+    # a graph input named like the Mul smoothing 'ln' would write; the residual adds it
+    model.graph.input.append(helper.make_tensor_value_info("ln_smoothed", TensorProto.FLOAT, [1, SEQ, HIDDEN]))
+    model.graph.node[-1].output[0] = "y0"
+    model.graph.node.append(helper.make_node("Add", ["y0", "ln_smoothed"], ["y"], name="extra"))
+    onnx.save(model, str(tmp_path / "input.onnx"))
+    feeds = [{**f, "ln_smoothed": f["x"] * 2} for f in _feeds(4)]
+    smooth(tmp_path / "input.onnx", tmp_path / "smoothed.onnx", feeds, alpha=0.7)
+    onnx.checker.check_model(onnx.load(str(tmp_path / "smoothed.onnx")))
+    np.testing.assert_allclose(_run(tmp_path / "smoothed.onnx", feeds), _run(tmp_path / "input.onnx", feeds), rtol=1e-4, atol=1e-4)
+
+
 def test_a_shared_weight_is_not_smoothed_and_op_types_and_exclusions_limit_the_sites(tmp_path):
     model = onnx.load(str(block(tmp_path / "shared.onnx", shared_weight=True)))
     assert [s.activation for s in find_sites(model)] == ["g"]  # w1 has two readers
