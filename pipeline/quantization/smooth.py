@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 SMOOTHABLE: dict[str, int] = {"MatMul": 1, "Gemm": 1, "Attention": 1}
 SCALE_RANGE = (1e-2, 1e2)  # s is clipped to this range: a dead channel must not blow a weight row up
 SUFFIX = "_smoothed"
+# doc_string of the Muls smoothing inserts: the static quantizer keeps them in float (smoothing_muls)
+MUL_DOC = "SmoothQuant: activation / per-channel scale"
 
 
 class Smoothing(Strict):
@@ -211,7 +213,9 @@ def smooth(
         # not "<out>_scale": ONNX Runtime's quantizers name their own tensors "<input>_scale" etc.
         inv = _unique(site.activation + "_smooth_inverse", taken)
         model.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), inv))
-        mul = helper.make_node("Mul", [site.activation, inv], [out], name=_unique(site.activation + "_SmoothMul", taken))
+        mul = helper.make_node(
+            "Mul", [site.activation, inv], [out], name=_unique(site.activation + "_SmoothMul", taken), doc_string=MUL_DOC
+        )
         for node in site.nodes:
             node.input[0] = out
         inserts.append((site.first, mul))
@@ -230,6 +234,17 @@ def smooth(
         "outlier_spread_before": round(float(np.median(before)), 2) if before else None,
         "outlier_spread_after": round(float(np.median(after)), 2) if after else None,
     }
+
+
+def smoothing_muls(path: Path) -> list[str]:
+    """The names of the Muls :func:`smooth` inserted into the model at ``path``. A quantizer must keep
+    them in float: quantized (QLinearMul, or Q/DQ on their inputs), the activation is rounded per
+    tensor before the division, with its outlier channels (and 1/s goes to 8 bits), which undoes
+    the smoothing."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type == "Mul" and n.doc_string == MUL_DOC]
 
 
 def _fold_into_attention(

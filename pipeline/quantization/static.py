@@ -113,6 +113,10 @@ class StaticInt8(Quantizer):
             model_in, info["smoothing"] = apply(
                 model_in, params.smoothing, ctx, ops or default_ops, params.nodes_to_exclude
             )
+        # smoothing's Muls (smoothed here, or in the search before this graph came in) stay in float
+        from pipeline.quantization.smooth import smoothing_muls
+
+        exclude = [*params.nodes_to_exclude, *(n for n in smoothing_muls(model_in) if n not in params.nodes_to_exclude)]
         extra: dict[str, Any] = {}
         if cal.method == "percentile":
             extra["CalibPercentile"] = cal.percentile
@@ -135,15 +139,15 @@ class StaticInt8(Quantizer):
             reduce_range=types["reduce_range"],
             activation_type=qtype[types["activation_type"]],
             weight_type=qtype[types["weight_type"]],
-            nodes_to_exclude=list(params.nodes_to_exclude),
+            nodes_to_exclude=exclude,
             use_external_data_format=external,
             calibrate_method=getattr(CalibrationMethod, METHODS[cal.method]),
             extra_options=extra,
             calibration_cache_path=str(cache),
         )
         cache.unlink()
-        if qdq and params.nodes_to_exclude:
-            keep_excluded_in_float(dst, params.nodes_to_exclude, model_in)
+        if qdq and exclude:
+            keep_excluded_in_float(dst, exclude, model_in)
         check_loads(dst)
         info.update(
             {

@@ -219,3 +219,31 @@ def test_dynamic_quantizer_smooths_on_calibration_data(tmp_path):
     assert info["smoothing"]["activations"] == 2 and info["smoothing"]["samples"] == 8
     ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
     assert "Mul" in ops and ("MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops)
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_static_quantizer_keeps_the_smoothing_muls_in_float(tmp_path, fmt):
+    """Quantized, a smoothing Mul reads the activation rounded per tensor (outliers and all) and 1/s in
+    8 bits: the smoothing is undone. Both the quantizer's own smoothing and a graph smoothed before
+    (the search) keep them float."""
+    from pipeline.quantization import QUANTIZERS, QuantContext
+    from pipeline.schema import validate_model
+
+    src = block(tmp_path / "block.onnx")
+    spec = validate_model(
+        {"framework": "onnx", "path": str(src), "watch": str(src), "inputs": [{"name": "x", "shape": [1, SEQ, HIDDEN], "range": [-2.0, 2.0]}]},
+        "models.block",
+    )
+    impl = QUANTIZERS["static_int8"]()
+    smoothed = tmp_path / "smoothed.onnx"
+    smooth(src, smoothed, _feeds(4), alpha=0.7)
+    for name, model_in, smoothing in (("own", src, {"alpha": 0.7, "num_samples": 4}), ("given", smoothed, None)):
+        params = impl.Params(format=fmt, per_channel=False, smoothing=smoothing, calibration={"num_samples": 4})
+        ctx = QuantContext(model_spec=spec, log=logging.getLogger("test"), work_dir=tmp_path / name)
+        info = impl.run(model_in, tmp_path / f"{name}.onnx", params, ctx)
+        assert info["nodes_to_exclude"] == []
+        model = onnx.load(str(tmp_path / f"{name}.onnx"))
+        muls = [n for n in model.graph.node if n.op_type in ("Mul", "QLinearMul")]
+        assert sorted(m.op_type + ":" + m.input[0] for m in muls) == ["Mul:g", "Mul:ln"], name
+        inits = {i.name: i.data_type for i in model.graph.initializer}
+        assert all(inits.get(m.input[1]) == TensorProto.FLOAT for m in muls), name
