@@ -194,8 +194,9 @@ def quantized_candidates(
         key: Any = cand.name
         if graph_ops is not None and graph in graph_ops:
             effective = (set(ops) if ops else quantizable_ops(mode)) & graph_ops[graph]
-            smoothed = alpha if effective & set(SMOOTHABLE) else None  # nothing to smooth: the plain candidate
-            key = (graph, mode, pc, cand.method, frozenset(effective), smoothed)
+            if not effective & set(SMOOTHABLE):  # nothing to smooth: the plain candidate, whatever is listed first
+                cand = replace(cand, smoothing=None)
+            key = (graph, mode, pc, cand.method, frozenset(effective), cand.smoothing)
         if key not in seen:
             seen.add(key)
             out.append(cand)

@@ -47,6 +47,10 @@ def test_smoothed_candidates_exist_only_where_there_is_something_to_smooth():
     assert [c.name for c in quantized_candidates(only_conv, ["passes"], {"passes": {"Conv", "MatMul"}})] == [
         "dynamic-pc-Conv"
     ]
+    # listed first, a strength still gives the plain candidate where there is nothing to smooth
+    smoothed_first = Space(modes=["dynamic"], smoothing=[0.7, None])
+    conv_only = quantized_candidates(smoothed_first, ["passes"], {"passes": {"Conv", "Relu"}})
+    assert [(c.name, c.smoothing) for c in conv_only] == [("dynamic-pc", None)]
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.5])
