@@ -17,12 +17,12 @@ sentences evaluate reads and on all 256 reference sentences):
 - weight-only blockwise int8/int4 (MatMulNBits, accuracy_level 4: MLAS computes in int8 with VNNI);
 - the searched recipe (conf/recipe/minilm_auto.yaml): target with denormals flushed and
   SkipLayerNormFusion disabled, transformer variant with SkipLayerNormalization and BiasGelu left
-  unfused, dynamic int8, with the nodes of ``--keep-float`` (default: what the last build's search
-  kept in float, from its search.json) in float.
+  unfused, SmoothQuant (alpha 0.7, 64 calibration passages), dynamic int8, with the nodes of
+  ``--keep-float`` (default: what the last build's search kept in float, from its search.json) in float.
 ppocr_det (PP-OCRv4 detector, 480x480; fidelity: IoU of the maps binarised at 0.3, worst page):
-- the shipped search result's exclusions (static QDQ per-channel on Conv, its nodes kept in float);
-- the decomposed hard-swish (x * clip(x + 3, 0, 6) / 6, 24 times) rewritten as HardSigmoid + Mul
-  (opset 13) or HardSwish (opset 14), fp32 and int8 with the same exclusions.
+- fp32 with the decomposed hard-swish fused (fuse_hardswish), and with fold_affine too
+  (conf/passes/paddle.yaml: the searched build's passes);
+- static int8 per-channel on that graph: on Conv with the search's exclusions, and on every op.
 """
 
 from __future__ import annotations
@@ -117,8 +117,12 @@ def minilm_candidates(tmp: Path, keep_float: list[str]) -> dict[str, tuple[Path,
         "lean fused fp32, tuned target": (lean, TUNED),
         "lean fused + dynamic int8, tuned": (_dynamic(lean, tmp / "lean_q", spec), TUNED),
     }
+    cands["lean + SmoothQuant 0.7 + dynamic int8, tuned (searched)"] = (
+        _dynamic(lean, tmp / "lean_sq", spec, smoothing={"alpha": 0.7, "num_samples": 64}, nodes_to_exclude=keep_float),
+        TUNED,
+    )
     if keep_float:
-        cands[f"lean + dynamic int8, {len(keep_float)} in float, tuned (searched)"] = (
+        cands[f"lean + dynamic int8, {len(keep_float)} in float, tuned"] = (
             _dynamic(lean, tmp / "lean_qf", spec, nodes_to_exclude=keep_float), TUNED)
     return cands
 
@@ -141,102 +145,48 @@ def minilm_fidelity(session, inputs: dict, reference: dict) -> dict[str, float]:
 # -- ppocr_det ------------------------------------------------------------------------------------
 
 
-def fuse_hardswish(src: Path, dst: Path, opset14: bool) -> int:
-    """Rewrite x * clip(x + 3, 0, 6) / 6 as HardSwish(x) (opset 14) or Mul(x, HardSigmoid(x))."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(src))
-    graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-
-    def const(name: str):
-        if name in inits:
-            return float(inits[name])
-        node = producer.get(name)
-        if node is not None and node.op_type == "Constant":
-            return float(numpy_helper.to_array(node.attribute[0].t))
-        return None
-
-    drop: set[int] = set()
-    replace: dict[int, list] = {}
-    for clip in graph.node:
-        if clip.op_type != "Clip" or len(clip.input) < 3:
-            continue
-        add = producer.get(clip.input[0])
-        if add is None or add.op_type != "Add" or len(consumers[add.output[0]]) != 1:
-            continue
-        if (const(clip.input[1]), const(clip.input[2]), const(add.input[1])) != (0.0, 6.0, 3.0):
-            continue
-        x = add.input[0]
-        (mul, *more) = consumers[clip.output[0]]
-        if more or mul.op_type != "Mul" or set(mul.input) != {x, clip.output[0]}:
-            continue
-        (div, *more) = consumers[mul.output[0]]
-        if more or div.op_type != "Div" or const(div.input[1]) != 6.0:
-            continue
-        drop |= {id(add), id(clip), id(mul)}
-        if opset14:
-            replace[id(div)] = [helper.make_node("HardSwish", [x], [div.output[0]], name=f"{div.name}_hardswish")]
-        else:
-            hsig = f"{div.name}_hardsigmoid"
-            replace[id(div)] = [
-                helper.make_node("HardSigmoid", [x], [hsig], name=hsig, alpha=1.0 / 6.0, beta=0.5),
-                helper.make_node("Mul", [x, hsig], [div.output[0]], name=f"{div.name}_mul"),
-            ]
-    nodes = []
-    for node in graph.node:
-        if id(node) in replace:
-            nodes.extend(replace[id(node)])
-        elif id(node) not in drop:
-            nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    if opset14:
-        for entry in model.opset_import:
-            if entry.domain in ("", "ai.onnx"):
-                entry.version = max(entry.version, 14)
-    onnx.checker.check_model(model)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
-    return len(replace)
-
-
 def ppocr_det_candidates(tmp: Path, keep_float: list[str]) -> dict[str, tuple[Path, dict | None]]:
     from pipeline.quantization.base import QuantContext
     from pipeline.quantization.static import Calibration, StaticInt8
 
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_transformer import _passes
+
     spec = _model_spec("ppocr_det")
     export = ROOT / "artifacts/models/ppocr_det/export/model.onnx"
+    dims = dict(spec.export.dims)
 
-    def static(src: Path, tag: str) -> Path:
+    def static(src: Path, tag: str, ops: list[str] | None, exclude: list[str]) -> Path:
         work = tmp / tag
         work.mkdir(parents=True)
         params = StaticInt8.Params(
-            per_channel=True, op_types_to_quantize=["Conv"], nodes_to_exclude=list(keep_float),
+            per_channel=True, op_types_to_quantize=ops, nodes_to_exclude=list(exclude),
             calibration=Calibration(method="minmax", num_samples=64),
         )
         StaticInt8().run(src, work / "model.onnx", params, QuantContext(model_spec=spec, log=LOG, work_dir=work))
         return work / "model.onnx"
 
-    hs13, hs14 = tmp / "hs13" / "model.onnx", tmp / "hs14" / "model.onnx"
-    LOG.info("hard-swish rewritten %d times", fuse_hardswish(export, hs13, opset14=False))
-    fuse_hardswish(export, hs14, opset14=True)
+    # the hard-swish fusion alone, then with fold_affine too (conf/passes/paddle.yaml), through the
+    # project's own pass list
+    hardswish = _hardswish_only(export, tmp / "hs", dims)
+    paddle = _passes(export, tmp / "paddle", "paddle", dims=dims)
     k = len(keep_float)
     return {
         "fp32 export": (export, None),
-        "fp32 export, denormals flushed": (export, {"session.set_denormal_as_zero": "1"}),
-        "fp32 HardSigmoid+Mul (opset 13)": (hs13, None),
-        "fp32 HardSwish (opset 14)": (hs14, None),
-        f"static int8 Conv, {k} in float (searched)": (static(export, "q"), None),
-        f"HardSigmoid+Mul + static int8 Conv, {k} in float": (static(hs13, "q13"), None),
-        f"HardSwish + static int8 Conv, {k} in float": (static(hs14, "q14"), None),
+        "fp32 hard-swish fused": (hardswish, None),
+        "fp32 hard-swish fused + fold_affine (paddle passes)": (paddle, None),
+        f"paddle passes + static int8 Conv, {k} in float (searched)": (static(paddle, "q", ["Conv"], keep_float), None),
+        "paddle passes + static int8 every op": (static(paddle, "q_all", None, []), None),
     }
+
+
+def _hardswish_only(src: Path, dst: Path, dims: dict[str, int]) -> Path:
+    from pipeline.passes import PASSES, PassContext, run_pass_list
+
+    out = dst / "model.onnx"
+    run_pass_list(src, out, [("fuse_hardswish", PASSES["fuse_hardswish"].Params())],
+                  PassContext(log=LOG, work_dir=dst, dims=dims))
+    return out
 
 
 def ppocr_det_fidelity(session, inputs: dict, reference: dict) -> dict[str, float]:

@@ -48,7 +48,7 @@ def _spec():
     return validate_model(yaml.safe_load((ROOT / "conf/model/minilm.yaml").read_text()), "models.minilm")
 
 
-def _passes(src: Path, dst: Path, option: str, **transformer_params) -> Path:
+def _passes(src: Path, dst: Path, option: str, dims: dict[str, int] | None = None, **transformer_params) -> Path:
     import yaml
 
     from pipeline.passes import PassContext, run_pass_list
@@ -61,7 +61,7 @@ def _passes(src: Path, dst: Path, option: str, **transformer_params) -> Path:
         spec, params = validate_pass(raw, f"passes[{i}]")
         entries.append((spec.name, params))
     out = dst / "model.onnx"
-    run_pass_list(src, out, entries, PassContext(log=LOG, work_dir=dst, dims={"batch": 1, "seq": 128}))
+    run_pass_list(src, out, entries, PassContext(log=LOG, work_dir=dst, dims=dims or {"batch": 1, "seq": 128}))
     return out
 
 
