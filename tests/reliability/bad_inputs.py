@@ -108,7 +108,9 @@ def bad_recipes(draw) -> tuple[str, str | bytes]:
     junk = draw(st.text(st.sampled_from("abc :-[]{}'\"#&*!|>%@`,"), max_size=12))
     if kind == "syntax":
         opener = draw(st.sampled_from(["[", "{", "'", '"', "[a, {b: "]))
-        text = _GOOD_RECIPE + f"evaluate:\n  runs: {opener}{junk.replace(']', '').replace('}', '')}\n"
+        # nothing that closes the opener: junk "'" after the opener "'" made the valid YAML `runs: ''`
+        closers = "]}" + (opener if opener in "'\"" else "")
+        text = _GOOD_RECIPE + f"evaluate:\n  runs: {opener}{junk.translate({ord(c): None for c in closers})}\n"
     elif kind == "duplicate":
         key = draw(st.sampled_from(["model", "evaluate", "defaults", "target"]))
         text = _GOOD_RECIPE + f"{key}: {{}}\n" if key != "model" else _GOOD_RECIPE + "model: tiny\n"
