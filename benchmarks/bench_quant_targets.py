@@ -175,7 +175,8 @@ def ppocr_det_candidates(tmp: Path, keep_float: list[str]) -> dict[str, tuple[Pa
         "fp32 export": (export, None),
         "fp32 hard-swish fused": (hardswish, None),
         "fp32 hard-swish fused + fold_affine (paddle passes)": (paddle, None),
-        f"paddle passes + static int8 Conv, {k} in float (searched)": (static(paddle, "q", ["Conv"], keep_float), None),
+        f"paddle passes + static int8 Conv, {k} in float" + (" (the search's)" if k else ""): (
+            static(paddle, "q", ["Conv"], keep_float), None),
         "paddle passes + static int8 every op": (static(paddle, "q_all", None, []), None),
     }
 
