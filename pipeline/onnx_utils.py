@@ -95,6 +95,28 @@ def _all_tensors(model):
     return _get_all_tensors(model)
 
 
+def node_subgraphs(node) -> list[Any]:
+    """The bodies a node carries (If branches, Loop / Scan bodies)."""
+    return [sub for attr in node.attribute for sub in ([attr.g] if attr.HasField("g") else attr.graphs)]
+
+
+def names_read(graph) -> set[str]:
+    """Every tensor name a node of ``graph`` or of its subgraphs (If / Loop / Scan bodies) reads."""
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for sub in node_subgraphs(node):
+            names |= names_read(sub)
+    return names
+
+
+def kept_names(graph) -> set[str]:
+    """Names a rewrite of ``graph``'s nodes must keep, value and all: its outputs and whatever a
+    subgraph (If / Loop / Scan body) reads from the outer scope."""
+    return {out.name for out in graph.output} | {
+        name for node in graph.node for sub in node_subgraphs(node) for name in names_read(sub)}
+
+
 def model_size_mb(path: str | os.PathLike) -> float:
     """Size of the ONNX file plus its external data, in MB (10^6 bytes)."""
     path = Path(path)

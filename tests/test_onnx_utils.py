@@ -3,7 +3,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.onnx_utils import external_files, file_stats, graph_stats, model_size_mb, save_model
+from pipeline.onnx_utils import (
+    external_files, file_stats, graph_stats, kept_names, model_size_mb, names_read, save_model,
+)
 
 
 def _matmul_model(n=64):
@@ -44,3 +46,22 @@ def test_graph_stats_counts_nodes_and_ops(tmp_path):
     assert stats["opsets"] == {"ai.onnx": 17}
     path = save_model(_matmul_model(), tmp_path / "m.onnx", external_data=True)
     assert file_stats(path)["num_nodes"] == 2
+
+
+def test_kept_names_are_the_outputs_and_what_subgraphs_read_from_outside():
+    inner = helper.make_graph(
+        [helper.make_node("Identity", ["a"], ["b_out"])], "branch", [],
+        [helper.make_tensor_value_info("b_out", TensorProto.FLOAT, [1])],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Relu", ["a"], ["c"]),
+            helper.make_node("If", ["cond"], ["y"], then_branch=inner, else_branch=inner),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    assert names_read(graph) == {"x", "a", "cond"}
+    assert kept_names(graph) == {"y", "a"}  # "c" is read by nobody outside this graph's own nodes

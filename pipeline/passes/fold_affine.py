@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.onnx_utils import kept_names, names_read
 from pipeline.passes.base import Pass, PassContext, save_like
-from pipeline.passes.fuse_hardswish import _names_read, _subgraphs
 from pipeline.schema import Strict
 
 
@@ -39,8 +39,7 @@ class _Graph:
         for node in graph.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
-        self.pinned = {o.name for o in graph.output} | {
-            name for node in graph.node for sub in _subgraphs(node) for name in _names_read(sub)}
+        self.pinned = kept_names(graph)
         self.taken = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output} | inputs
 
     def const(self, name: str) -> Any:
@@ -213,7 +212,7 @@ def _remove(graph: Any, removed: set[str]) -> None:
     keep = [n for n in graph.node if not (n.op_type in ("Mul", "Add") and n.output[0] in removed)]
     del graph.node[:]
     graph.node.extend(keep)
-    used = _names_read(graph) | {o.name for o in graph.output} | {v.name for v in graph.input}
+    used = names_read(graph) | {o.name for o in graph.output} | {v.name for v in graph.input}
     keep = [n for n in graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
     del graph.node[:]
     graph.node.extend(keep)

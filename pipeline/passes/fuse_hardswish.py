@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.onnx_utils import kept_names, names_read
 from pipeline.passes.base import Pass, PassContext, save_like
 from pipeline.schema import Strict
 
@@ -38,21 +39,6 @@ def _scalar(name: str, inits: dict[str, Any], producers: dict[str, Any], max_ran
     return float(value.reshape(-1)[0])
 
 
-def _subgraphs(node) -> list[Any]:
-    """The bodies a node carries (If branches, Loop / Scan bodies)."""
-    return [sub for attr in node.attribute for sub in ([attr.g] if attr.HasField("g") else attr.graphs)]
-
-
-def _names_read(graph) -> set[str]:
-    """Every tensor name a node of ``graph`` or of its subgraphs (If / Loop / Scan bodies) reads."""
-    names: set[str] = set()
-    for node in graph.node:
-        names.update(node.input)
-        for sub in _subgraphs(node):
-            names |= _names_read(sub)
-    return names
-
-
 def _ranks(graph) -> dict[str, int]:
     """The rank of every tensor whose shape ``graph`` records (inputs, outputs, value_info)."""
     return {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.input, *graph.output, *graph.value_info)
@@ -74,8 +60,7 @@ def fuse(model) -> int:
     graph_inputs = {value.name for value in graph.input}
     inits = {init.name: init for init in graph.initializer if init.name not in graph_inputs}
     # read by a subgraph (If / Loop / Scan body) counts as used elsewhere, like a graph output
-    outputs = {out.name for out in graph.output} | {
-        name for node in graph.node for sub in _subgraphs(node) for name in _names_read(sub)}
+    outputs = kept_names(graph)
     native = onnx_opset(model) >= HARDSWISH_OPSET
     ranks = _ranks(graph)
     inferred = False
@@ -151,7 +136,7 @@ def fuse(model) -> int:
         pattern_inputs = {name for node in graph.node if id(node) in drop or id(node) in replace for name in node.input}
         del graph.node[:]
         graph.node.extend(nodes)
-        used = _names_read(graph) | outputs | {value.name for value in graph.input}
+        used = names_read(graph) | outputs | {value.name for value in graph.input}
         # the constants 3, 0, 6 that only the rewritten nodes read
         dead = pattern_inputs - used
         keep = [n for n in graph.node if n.op_type != "Constant" or not set(n.output) <= dead]

@@ -70,10 +70,9 @@ def _weight_axis(node: Any) -> int | None:
 def _pinned(graph: Any) -> set[str]:
     """Names whose value must not change: graph inputs (an initializer listed there can be fed at run
     time), graph outputs and whatever a subgraph (If / Loop / Scan body) reads."""
-    from pipeline.passes.fuse_hardswish import _names_read, _subgraphs
+    from pipeline.onnx_utils import kept_names
 
-    return {v.name for v in (*graph.input, *graph.output)} | {
-        name for node in graph.node for sub in _subgraphs(node) for name in _names_read(sub)}
+    return {v.name for v in graph.input} | kept_names(graph)
 
 
 def find_sites(model: Any, op_types: Collection[str] | None = None, exclude: Collection[str] = ()) -> list[Site]:
