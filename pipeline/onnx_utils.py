@@ -117,6 +117,16 @@ def kept_names(graph) -> set[str]:
         name for node in graph.node for sub in node_subgraphs(node) for name in names_read(sub)}
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_1``, ``base_2``, ... the first not in ``taken`` (which then holds it): names
+    for the nodes and tensors a rewrite adds."""
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
 def model_size_mb(path: str | os.PathLike) -> float:
     """Size of the ONNX file plus its external data, in MB (10^6 bytes)."""
     path = Path(path)

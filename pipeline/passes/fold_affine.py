@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.onnx_utils import kept_names, names_read
+from pipeline.onnx_utils import fresh_name, kept_names, names_read
 from pipeline.passes.base import Pass, PassContext, save_like
 from pipeline.schema import Strict
 
@@ -71,11 +71,7 @@ class _Graph:
         return None if value is None else value
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(base, self.taken)
 
     def set_weights(self, conv: Any, weight: Any, bias: Any) -> None:
         """Give ``conv`` new weight and bias initializers of its own, of its weight's float type (a

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.onnx_utils import kept_names, names_read
+from pipeline.onnx_utils import fresh_name, kept_names, names_read
 from pipeline.passes.base import Pass, PassContext, save_like
 from pipeline.schema import Strict
 
@@ -89,11 +89,7 @@ def fuse(model) -> int:
     taken |= {i.name for i in graph.initializer} | graph_inputs | outputs
 
     def fresh(base: str) -> str:
-        name, k = base, 1
-        while name in taken:
-            name, k = f"{base}_{k}", k + 1
-        taken.add(name)
-        return name
+        return fresh_name(base, taken)
     for clip in graph.node:
         if clip.op_type != "Clip" or len(clip.input) != 3:
             continue

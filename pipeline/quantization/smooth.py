@@ -109,8 +109,11 @@ def find_sites(model: Any, op_types: Collection[str] | None = None, exclude: Col
     return list(sites.values())
 
 
-def channel_absmax(path: Path, feeds: Iterable[dict[str, Any]], activations: list[str]) -> dict[str, Any]:
-    """Per-channel (last axis) max |x| of each activation over the feeds, one feed at a time."""
+def channel_absmax(
+    path: Path, feeds: Iterable[dict[str, Any]], activations: list[str], work_dir: Path
+) -> dict[str, Any]:
+    """Per-channel (last axis) max |x| of each activation over the feeds, one feed at a time (the
+    probe model, ``path`` with those activations as outputs, is written in ``work_dir``)."""
     import numpy as np
     import onnx
 
@@ -121,7 +124,7 @@ def channel_absmax(path: Path, feeds: Iterable[dict[str, Any]], activations: lis
     for name in activations:
         if name not in outputs:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    probe = path.parent / f"{path.stem}.smooth-probe.onnx"
+    probe = work_dir / f"{path.stem}.smooth-probe.onnx"
     from pipeline.passes.base import save_like
 
     save_like(model, probe, path)
@@ -170,11 +173,13 @@ def smooth(
     import onnx
     from onnx import helper, numpy_helper
 
+    from pipeline.onnx_utils import fresh_name
     from pipeline.passes.base import save_like
 
     model = onnx.load(str(src))
     sites = find_sites(model, op_types, exclude)
-    amax = channel_absmax(src, feeds, [s.activation for s in sites]) if sites else {}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    amax = channel_absmax(src, feeds, [s.activation for s in sites], dst.parent) if sites else {}
     inits = {i.name: i for i in model.graph.initializer}
     taken = {n.name for n in model.graph.node} | {o for n in model.graph.node for o in n.output} | set(inits)
     taken |= {v.name for v in model.graph.input}
@@ -208,12 +213,12 @@ def smooth(
         ):
             folded += 1
             continue
-        out = _unique(site.activation + SUFFIX, taken)
+        out = fresh_name(site.activation + SUFFIX, taken)
         # not "<out>_scale": ONNX Runtime's quantizers name their own tensors "<input>_scale" etc.
-        inv = _unique(site.activation + "_smooth_inverse", taken)
+        inv = fresh_name(site.activation + "_smooth_inverse", taken)
         model.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), inv))
         mul = helper.make_node(
-            "Mul", [site.activation, inv], [out], name=_unique(site.activation + "_SmoothMul", taken), doc_string=MUL_DOC
+            "Mul", [site.activation, inv], [out], name=fresh_name(site.activation + "_SmoothMul", taken), doc_string=MUL_DOC
         )
         for node in site.nodes:
             node.input[0] = out
@@ -223,7 +228,6 @@ def smooth(
         nodes.insert(index, mul)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     save_like(model, dst, src)
     return {
         "alpha": alpha,
@@ -273,13 +277,6 @@ def _fold_into_attention(
     inits[node.input[1]].CopyFrom(numpy_helper.from_array(weight.astype(np.float32), node.input[1]))
     inits[node.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), node.input[2]))
     return True
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
 
 
 def apply(

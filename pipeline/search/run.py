@@ -135,9 +135,8 @@ class Search:
     def source(self, cand: Candidate) -> tuple[Path, dict[str, Any] | None]:
         """The float graph ``cand`` quantizes: the prepared graph, smoothed once per graph, strength
         and op types when ``cand`` asks for smoothing; and the smoothing info."""
-        from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
-
         from pipeline.quantization.smooth import Smoothing, apply
+        from pipeline.search.space import quantizable_ops
 
         src = self.prepare(cand.graph)
         if cand.smoothing is None:
@@ -146,8 +145,7 @@ class Search:
         if key not in self.smoothed:
             cal = self.params.calibration
             spec = Smoothing(alpha=cand.smoothing, num_samples=cal.num_samples, dataset=cal.dataset, seed=cal.seed)
-            default = set(IntegerOpsRegistry) if cand.mode == "dynamic" else set(QLinearOpsRegistry) | set(QDQRegistry)
-            ops = set(cand.op_types) if cand.op_types else default
+            ops = set(cand.op_types) if cand.op_types else quantizable_ops(cand.mode)
             self.smoothed[key] = apply(src, spec, self.sub_ctx(f"smoothing-{len(self.smoothed)}"), ops)
         return self.smoothed[key]
 

@@ -247,3 +247,10 @@ def test_static_quantizer_keeps_the_smoothing_muls_in_float(tmp_path, fmt):
         assert sorted(m.op_type + ":" + m.input[0] for m in muls) == ["Mul:g", "Mul:ln"], name
         inits = {i.name: i.data_type for i in model.graph.initializer}
         assert all(inits.get(m.input[1]) == TensorProto.FLOAT for m in muls), name
+
+
+def test_smoothing_writes_nothing_beside_its_input(tmp_path):
+    src = block((tmp_path / "in").mkdir() or tmp_path / "in" / "block.onnx")
+    smooth(src, tmp_path / "out" / "model.onnx", _feeds(4), alpha=0.7)
+    assert [p.name for p in (tmp_path / "in").iterdir()] == ["block.onnx"]  # the probe model lives in out/
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["model.onnx"]
