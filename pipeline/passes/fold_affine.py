@@ -28,7 +28,8 @@ from pipeline.schema import Strict
 
 
 class _Graph:
-    """Lookups over a graph that the folds keep current."""
+    """Lookups over a graph, built once per fold direction (a direction rewrites convs in place and
+    only drops its Mul/Add nodes at the end)."""
 
     def __init__(self, graph: Any) -> None:
         self.graph = graph
@@ -61,14 +62,11 @@ class _Graph:
         return users[0] if len(users) == 1 and name not in self.pinned else None
 
     def affine(self, node: Any, x: str) -> Any:
-        """``(constant, other input)`` when ``node`` is Mul/Add of ``x`` and a float constant."""
+        """The float constant ``node`` multiplies or adds to ``x``, else None."""
         if node.op_type not in ("Mul", "Add") or len(node.input) != 2 or x not in node.input:
             return None
         other = node.input[1] if node.input[0] == x else node.input[0]
-        if other == x:
-            return None
-        value = self.const(other)
-        return None if value is None else value
+        return None if other == x else self.const(other)
 
     def fresh(self, base: str) -> str:
         return fresh_name(base, self.taken)
